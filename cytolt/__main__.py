@@ -1,0 +1,3 @@
+from cytolt.cli import main
+
+main()

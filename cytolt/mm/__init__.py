@@ -1,0 +1,15 @@
+"""The only place that imports mmdet, mmengine and mmcv.
+
+Importing this package registers cytolt's losses, samplers, transforms and hooks into mmdet's
+registries and applies, once, the compatibility fixes the pinned stack needs. A config says
+``custom_imports = dict(imports=['cytolt.mm'])`` and then ``type='GradLibraLoss'``.
+"""
+
+from __future__ import annotations
+
+from cytolt._compat import patch_numpy_for_lvis
+
+patch_numpy_for_lvis()
+
+# _torch_load: the scoped weights_only fix for mmengine's resume; register: fills mmdet's registries.
+from cytolt.mm import _torch_load, register  # noqa: E402,F401
