@@ -1,0 +1,31 @@
+"""Detection and slide-level evaluation: LVIS/COCO AP through lvis-api and pycocotools, fixed AP,
+per-class AP, a confusion matrix of matched detections, and slide AUC / sensitivity at specificity.
+
+Importing this package loads numpy only; lvis-api, pycocotools, scipy and matplotlib are imported by the
+functions that use them. Never imports mmdet. See docs/evaluate.md.
+"""
+
+from cytolt.evaluate._common import category_names
+from cytolt.evaluate.coco import coco_eval
+from cytolt.evaluate.confusion import confusion_matrix, plot_confusion
+from cytolt.evaluate.fixed_ap import fixed_ap, top_k_per_class
+from cytolt.evaluate.lvis import LVISEvaluator, lvis_eval
+from cytolt.evaluate.per_class import per_class_ap, per_class_ap_from_eval
+from cytolt.evaluate.slide import plot_roc, roc_curve, sensitivity_at_specificity, slide_auc
+
+__all__ = [
+    "LVISEvaluator",
+    "category_names",
+    "coco_eval",
+    "confusion_matrix",
+    "fixed_ap",
+    "lvis_eval",
+    "per_class_ap",
+    "per_class_ap_from_eval",
+    "plot_confusion",
+    "plot_roc",
+    "roc_curve",
+    "sensitivity_at_specificity",
+    "slide_auc",
+    "top_k_per_class",
+]
