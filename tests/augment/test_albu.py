@@ -5,10 +5,10 @@ from __future__ import annotations
 import albumentations as A
 import numpy as np
 import pytest
-from cp_scenes import draw_scene, make_bank
 
 from cytolt.augment import CellCopyPaste, masks_to_boxes
 from cytolt.augment.albu import CellCopyPasteAlbu
+from tests.augment.cp_scenes import draw_scene, make_bank
 
 
 def _compose(cp, *, label_fields=("labels",), seed=0, extra=()):

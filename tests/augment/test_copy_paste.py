@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cp_scenes import BACKGROUND, draw_scene, make_bank, make_cell
 
 from cytolt.augment import (
     CellBank,
@@ -18,6 +17,7 @@ from cytolt.augment import (
     paste_instances,
     soft_ellipse,
 )
+from tests.augment.cp_scenes import BACKGROUND, draw_scene, make_bank, make_cell
 
 # Options that make a paste exact: no blending, no colour change, no geometric jitter.
 EXACT = dict(blend_sigma=0.0, match_stain=False, scale=(1.0, 1.0), rotate="none", flip=False)

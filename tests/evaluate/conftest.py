@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _eval_cases import make_lvis_gt
+
+from tests.evaluate._eval_cases import make_lvis_gt
 
 
 @pytest.fixture

@@ -7,9 +7,15 @@ import copy
 import io
 
 import pytest
-from _eval_cases import imperfect_detections, perfect_detections, random_lvis_case, with_box_masks, write_json
 
 from cytolt.evaluate import coco_eval, lvis_eval
+from tests.evaluate._eval_cases import (
+    imperfect_detections,
+    perfect_detections,
+    random_lvis_case,
+    with_box_masks,
+    write_json,
+)
 
 
 def cocoeval_direct(gt_path, dets, iou_type="bbox"):

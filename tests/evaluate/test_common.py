@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from _eval_cases import write_json
 
 from cytolt.evaluate import category_names, coco_eval
 from cytolt.evaluate._common import load_detections, load_gt
+from tests.evaluate._eval_cases import write_json
 
 
 def test_category_names_from_dict_and_path(tmp_path, lvis_gt):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _eval_cases import perfect_detections
 
 from cytolt.evaluate import category_names, confusion_matrix, plot_confusion
 from cytolt.evaluate.confusion import box_iou_xywh
+from tests.evaluate._eval_cases import perfect_detections
 
 
 def two_class_gt() -> dict:

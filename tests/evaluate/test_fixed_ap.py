@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 
 import pytest
-from _eval_cases import perfect_detections, random_lvis_case, write_json
 
 from cytolt._compat import patch_numpy_for_lvis
 from cytolt.evaluate import fixed_ap, lvis_eval, top_k_per_class
+from tests.evaluate._eval_cases import perfect_detections, random_lvis_case, write_json
 
 # lvis 0.5.3 calls the deprecated Logger.warn in the reference runs below
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")

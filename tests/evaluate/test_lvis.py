@@ -10,10 +10,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _eval_cases import imperfect_detections, perfect_detections, random_lvis_case, with_box_masks, write_json
 
 from cytolt._compat import patch_numpy_for_lvis
 from cytolt.evaluate import LVISEvaluator, lvis_eval
+from tests.evaluate._eval_cases import (
+    imperfect_detections,
+    perfect_detections,
+    random_lvis_case,
+    with_box_masks,
+    write_json,
+)
 
 # lvis 0.5.3 calls the deprecated Logger.warn in the reference runs below
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _eval_cases import perfect_detections, random_lvis_case
 
 from cytolt.evaluate import coco_eval, lvis_eval, per_class_ap, per_class_ap_from_eval
 from cytolt.evaluate.lvis import run_lvis
+from tests.evaluate._eval_cases import perfect_detections, random_lvis_case
 
 
 @pytest.mark.parametrize("evaluator", ["lvis", "coco"])

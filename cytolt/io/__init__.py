@@ -1,0 +1,29 @@
+"""Whole-slide image I/O: slide readers, tissue mask, tile grid and a prefetching tile stream.
+
+    open_slide(path) -> Slide          one backend per file: openslide_backend, tiff_backend
+    tissue_mask(slide) -> TissueMask   low-resolution foreground (cells on a pale background)
+    TileGrid(slide, tile_size=...)     level-0 tiles, empty ones skipped, row-major
+    TileStream(grid)                   parallel read + decode, bounded prefetch, uint8 (B, 3, H, W) batches
+
+Importing this package imports neither torch (only iterating a TileStream does) nor mmdet or napari.
+"""
+
+from cytolt.io.errors import SlideError
+from cytolt.io.grid import Tile, TileGrid
+from cytolt.io.slide import BACKEND_CHOICES, Slide, SlideSpec, open_slide
+from cytolt.io.stream import TileBatch, TileStream
+from cytolt.io.tissue import TissueMask, tissue_mask
+
+__all__ = [
+    "BACKEND_CHOICES",
+    "Slide",
+    "SlideError",
+    "SlideSpec",
+    "Tile",
+    "TileBatch",
+    "TileGrid",
+    "TileStream",
+    "TissueMask",
+    "open_slide",
+    "tissue_mask",
+]
