@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "doctor",
         "Report what is installed and what to do about missing pieces.",
     ),
+    "synth": ("cytolt.cli.synth", "synth", "Generate synthetic TCT patches and whole-slide images."),
 }
 
 
