@@ -20,7 +20,18 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "doctor",
         "Report what is installed and what to do about missing pieces.",
     ),
+    "eval": (
+        "cytolt.cli.eval",
+        "eval_",
+        "Evaluate a model: LVIS-style AP with rare/common/frequent, per class.",
+    ),
+    "export-model": (
+        "cytolt.cli.export_model",
+        "export_model",
+        "Turn a training run into a model folder for screening.",
+    ),
     "synth": ("cytolt.cli.synth", "synth", "Generate synthetic TCT patches and whole-slide images."),
+    "train": ("cytolt.cli.train", "train", "Train a detector config (mmdet) on CPU or GPU."),
 }
 
 

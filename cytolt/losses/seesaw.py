@@ -54,7 +54,12 @@ def seesaw_log_factors(
     """
     with torch.no_grad():
         # counts in float32 at least: millions of samples overflow float16 before the log
-        log_n = cum_samples.to(torch.promote_types(logits.dtype, torch.float32)).clamp(min=1).log().to(logits.dtype)
+        log_n = (
+            cum_samples.to(torch.promote_types(logits.dtype, torch.float32))
+            .clamp(min=1)
+            .log()
+            .to(logits.dtype)
+        )
         log_m = p * (log_n.reshape(1, -1) - log_n[labels].reshape(-1, 1)).clamp(max=0)
         log_s = F.log_softmax(logits, dim=1)
         log_self = log_s.gather(1, labels.reshape(-1, 1)).clamp(min=math.log(eps))

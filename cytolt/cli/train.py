@@ -1,0 +1,52 @@
+"""``cytolt train``: train an mmdet config with mmengine's Runner."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--work-dir", type=click.Path(file_okay=False), help="Run folder [default: work_dirs/CONFIG_NAME]."
+)
+@click.option(
+    "--data-root",
+    type=click.Path(exists=True, file_okay=False),
+    help="Dataset folder; replaces the config's data_root.",
+)
+@click.option(
+    "--cfg-options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override config keys, e.g. train_cfg.max_iters=200.",
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue from the last checkpoint in the work dir (loss state included)."
+)
+@click.option(
+    "--launcher",
+    type=click.Choice(["none", "pytorch", "slurm", "mpi"]),
+    default="none",
+    help="'pytorch' under torchrun for multi-GPU.",
+)
+@click.option("--amp/--no-amp", default=None, help="Mixed precision [default: on with CUDA].")
+def train(config, work_dir, data_root, cfg_options, resume, launcher, amp) -> None:
+    """Train CONFIG (e.g. configs/tct/retinanet_r18_gradlibra.py) on CPU or GPU.
+
+    Progress and ETA are logged every 50 iterations; checkpoints hold the losses' state buffers.
+    Multi-GPU: torchrun --nproc-per-node N -m cytolt train CONFIG --launcher pytorch
+    """
+    from cytolt.mm.train import train as run
+
+    out = run(
+        config,
+        work_dir=work_dir,
+        data_root=data_root,
+        cfg_options=list(cfg_options),
+        resume=resume,
+        launcher=launcher,
+        amp=amp,
+    )
+    click.echo(f"run folder: {out}")
+    click.echo(f"export for screening: cytolt export-model {out} MODEL_DIR")

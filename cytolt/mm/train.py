@@ -1,0 +1,216 @@
+"""Train an mmdet config with mmengine's Runner (``cytolt train``), and export the result for screening.
+
+glossary:
+    work_dir   the run folder mmengine writes: the dumped config, checkpoints, logs, ``last_checkpoint``.
+    model dir  what ``export_model`` writes and ``cytolt.detect.load`` reads: ``config.py``,
+               ``model.safetensors`` (weights and loss state buffers), ``model.json`` (classes, colours, mpp,
+               class counts). It needs neither the training config tree nor mmengine's pickled checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from mmengine.config import Config, DictAction
+
+from cytolt import __version__
+
+log = logging.getLogger("cytolt")
+MODEL_FORMAT = 1
+
+
+def _replace_prefix(node: Any, old: str, new: str) -> Any:
+    """Every string in a config tree that starts with ``old`` now starts with ``new``."""
+    if isinstance(node, str):
+        return new + node[len(old) :] if node.startswith(old) else node
+    if isinstance(node, Mapping):
+        return type(node)({k: _replace_prefix(v, old, new) for k, v in node.items()})
+    if isinstance(node, list | tuple):
+        return type(node)(_replace_prefix(v, old, new) for v in node)
+    return node
+
+
+def parse_cfg_options(options: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """``["a.b=1", "c=[1,2]"]`` (mmdet's ``--cfg-options`` syntax) -> ``{"a.b": 1, "c": [1, 2]}``."""
+    if isinstance(options, Mapping):
+        return dict(options)
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={})
+    return parser.parse_args(["--cfg-options", *options]).cfg_options
+
+
+def load_config(
+    config: str | Path,
+    *,
+    work_dir: str | Path | None = None,
+    data_root: str | Path | None = None,
+    cfg_options: Sequence[str] | Mapping[str, Any] | None = None,
+) -> Config:
+    """Load an mmdet config and apply cytolt train's overrides.
+
+    Args:
+        config: path of the config file.
+        work_dir: run folder; default ``work_dirs/<config name>``.
+        data_root: replaces the config's ``data_root`` everywhere it is used (datasets, evaluators, banks).
+        cfg_options: ``key=value`` strings as on mmdet's command line, or a dict of dotted keys.
+    """
+    path = Path(config)
+    if not path.is_file():
+        raise FileNotFoundError(f"config not found: {path}")
+    cfg = Config.fromfile(str(path))
+    if cfg_options:
+        cfg.merge_from_dict(parse_cfg_options(cfg_options))
+    if data_root is not None:
+        old = cfg.get("data_root")
+        if not old:
+            raise ValueError(f"{path} has no data_root to replace")
+        new = str(data_root).rstrip("/") + "/"
+        for key in (
+            "train_dataloader",
+            "val_dataloader",
+            "test_dataloader",
+            "val_evaluator",
+            "test_evaluator",
+        ):
+            if key in cfg and cfg[key] is not None:
+                cfg[key] = _replace_prefix(
+                    cfg[key].to_dict() if hasattr(cfg[key], "to_dict") else cfg[key], old, new
+                )
+        cfg.data_root = new
+    cfg.work_dir = str(work_dir or Path("work_dirs") / path.stem)
+    return cfg
+
+
+def train(
+    config: str | Path,
+    *,
+    work_dir: str | Path | None = None,
+    data_root: str | Path | None = None,
+    cfg_options: Sequence[str] | Mapping[str, Any] | None = None,
+    resume: bool = False,
+    launcher: str = "none",
+    amp: bool | None = None,
+) -> Path:
+    """Train ``config`` and return the work_dir.
+
+    Args:
+        resume: continue from the last checkpoint in work_dir (losses' state buffers and hooks included).
+        launcher: "none" (one process) or "pytorch" (under ``torchrun``, one process per GPU).
+        amp: mixed precision; ``None`` turns it on when CUDA is available.
+    """
+    from mmengine.runner import Runner
+
+    if launcher not in ("none", "pytorch", "slurm", "mpi"):
+        raise ValueError(f"launcher must be one of 'none', 'pytorch', 'slurm', 'mpi'; got {launcher!r}")
+    cfg = load_config(config, work_dir=work_dir, data_root=data_root, cfg_options=cfg_options)
+    cfg.launcher = launcher
+    if amp is None:
+        amp = torch.cuda.is_available()
+    if amp and cfg.optim_wrapper.get("type", "OptimWrapper") == "OptimWrapper":
+        cfg.optim_wrapper.type = "AmpOptimWrapper"
+        cfg.optim_wrapper.loss_scale = "dynamic"
+    if resume:
+        cfg.resume = True
+        cfg.load_from = None  # mmengine then finds work_dir/last_checkpoint
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return Path(cfg.work_dir)
+
+
+def last_checkpoint(work_dir: str | Path) -> Path:
+    """The checkpoint mmengine wrote last in ``work_dir`` (its ``last_checkpoint`` file, else the newest .pth)."""
+    work = Path(work_dir)
+    marker = work / "last_checkpoint"
+    if marker.is_file():
+        path = Path(marker.read_text().strip())
+        if not path.is_absolute():
+            path = work / path.name
+        if path.is_file():
+            return path
+    candidates = sorted(work.glob("*.pth"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise FileNotFoundError(f"no checkpoint in {work} (train first, or check the folder)")
+    return candidates[-1]
+
+
+def _run_config(work_dir: Path) -> Path:
+    configs = sorted(work_dir.glob("*.py"))
+    if len(configs) != 1:
+        raise FileNotFoundError(
+            f"expected the one config mmengine dumps into {work_dir}; found {[p.name for p in configs]}"
+        )
+    return configs[0]
+
+
+def _class_counts(ann_file: str | None, classes: Sequence[str]) -> list[int] | None:
+    if not ann_file or not Path(ann_file).is_file():
+        return None
+    data = json.loads(Path(ann_file).read_text())
+    by_id = {c["id"]: c["name"] for c in data.get("categories", [])}
+    counts = dict.fromkeys(classes, 0)
+    for ann in data.get("annotations", []):
+        name = by_id.get(ann["category_id"])
+        if name in counts:
+            counts[name] += 1
+    return [counts[c] for c in classes]
+
+
+def _input_mpp(ann_file: str | None) -> float | None:
+    if not ann_file or not Path(ann_file).is_file():
+        return None
+    info = json.loads(Path(ann_file).read_text()).get("info") or {}
+    return float(info["mpp"]) if "mpp" in info else None
+
+
+def export_model(work_dir: str | Path, out: str | Path, *, checkpoint: str | Path | None = None) -> Path:
+    """Write a self-contained model folder from a training run.
+
+    The run's own checkpoint is read with ``weights_only=False`` (a file this run wrote, inside its work_dir);
+    what is written is a safetensors file that every later load reads without unpickling.
+
+    Returns the model folder ``out`` holding ``config.py``, ``model.safetensors`` and ``model.json``.
+    """
+    from safetensors.torch import save_file
+
+    from cytolt.mm._torch_load import trusted_torch_load
+
+    work = Path(work_dir)
+    if not work.is_dir():
+        raise FileNotFoundError(f"work_dir not found: {work}")
+    ckpt = Path(checkpoint) if checkpoint else last_checkpoint(work)
+    if not ckpt.resolve().is_relative_to(work.resolve()):
+        raise ValueError(f"checkpoint {ckpt} is not inside {work}; only a run's own checkpoints are exported")
+    cfg = Config.fromfile(str(_run_config(work)))
+    with trusted_torch_load(ckpt):
+        state = torch.load(ckpt, map_location="cpu")
+    weights = {k: v.detach().contiguous().clone() for k, v in state["state_dict"].items()}
+    classes = list(cfg.get("classes") or cfg.train_dataloader.dataset.metainfo["classes"])
+    palette = cfg.get("metainfo", {}).get("palette")
+    train_ann = str(Path(cfg.train_dataloader.dataset.data_root) / cfg.train_dataloader.dataset.ann_file)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_cfg = Config(dict(model=cfg.model.to_dict(), custom_imports=cfg.get("custom_imports")))
+    model_cfg.dump(str(out_dir / "config.py"))
+    save_file(weights, str(out_dir / "model.safetensors"), metadata={"format": str(MODEL_FORMAT)})
+    meta = {
+        "format": MODEL_FORMAT,
+        "cytolt_version": __version__,
+        "classes": classes,
+        "colors": [list(c) for c in palette] if palette else None,
+        "mpp": _input_mpp(train_ann),
+        "class_counts": _class_counts(train_ann, classes),
+        "source": {
+            "work_dir": str(work),
+            "checkpoint": ckpt.name,
+            "iter": int(state.get("meta", {}).get("iter", -1)),
+        },
+    }
+    (out_dir / "model.json").write_text(json.dumps(meta, indent=2))
+    log.info("exported %s -> %s", ckpt, out_dir)
+    return out_dir

@@ -1,0 +1,174 @@
+"""cytolt train / export-model / eval and the mmdet Detector on a tiny generated set (CPU, a few iterations)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("mmdet")
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs" / "tct" / "retinanet_r18_gradlibra.py"
+SHORT = {
+    "train_cfg.max_iters": 4,
+    "train_cfg.val_interval": 4,
+    "train_dataloader.batch_size": 2,
+    "default_hooks.checkpoint.interval": 2,
+    "default_hooks.logger.interval": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    from cytolt.synth import make_patch_dataset
+
+    out = tmp_path_factory.mktemp("tct")
+    make_patch_dataset(out, images=24, size=128, imbalance=10, seed=5, split=(0.5, 0.25, 0.25))
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data) -> Path:
+    from cytolt.mm.train import train
+
+    torch.set_num_threads(1)
+    work = tmp_path_factory.mktemp("run")
+    return train(CONFIG, work_dir=work, data_root=data, cfg_options=SHORT)
+
+
+def _loss_state(path: Path) -> dict[str, torch.Tensor]:
+    from cytolt.mm._torch_load import trusted_torch_load
+
+    with trusted_torch_load(path):
+        state = torch.load(path, map_location="cpu")["state_dict"]
+    return {k: v for k, v in state.items() if k.startswith("bbox_head.loss_cls.")}
+
+
+def test_checkpoint_holds_loss_state(run):
+    state = _loss_state(run / "iter_4.pth")
+    assert state, "Grad-Libra's buffers must be in the checkpoint"
+    assert any(v.abs().sum() > 0 for v in state.values()), "the statistics were updated by training"
+
+
+def test_resume_restores_loss_state(run, data, tmp_path):
+    import shutil
+
+    from cytolt.mm.train import train
+
+    work = tmp_path / "resumed"
+    shutil.copytree(run, work)
+    (work / "last_checkpoint").write_text(str(work / "iter_2.pth"))
+    expected = _loss_state(work / "iter_2.pth")
+    options = dict(SHORT, **{"train_cfg.max_iters": 2, "train_cfg.val_interval": 100})
+    # max_iters equal to the checkpoint's iteration: resuming loads the state and trains no further step.
+    from mmengine.runner import Runner
+
+    from cytolt.mm.train import load_config
+
+    cfg = load_config(CONFIG, work_dir=work, data_root=data, cfg_options=options)
+    cfg.resume = True
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    loss = runner.model.bbox_head.loss_cls
+    for name, value in expected.items():
+        assert torch.equal(loss.state_dict()[name.removeprefix("bbox_head.loss_cls.")], value), name
+    assert runner.iter == 2
+    del train
+
+
+def test_export_loads_without_unpickling(run, tmp_path):
+    from safetensors.torch import load_file
+
+    from cytolt.detect import read_model_info
+    from cytolt.mm.train import export_model
+    from cytolt.synth import CLASSES
+
+    out = export_model(run, tmp_path / "model")
+    weights = load_file(str(out / "model.safetensors"))
+    assert any(k.startswith("bbox_head.loss_cls.") for k in weights)
+    info = read_model_info(out)
+    assert info.classes == CLASSES
+    assert info.mpp == pytest.approx(0.5)
+    assert info.class_counts is not None and len(info.class_counts) == len(CLASSES)
+
+
+def test_export_refuses_foreign_checkpoint(run, tmp_path):
+    from cytolt.mm.train import export_model
+
+    foreign = tmp_path / "foreign.pth"
+    foreign.write_bytes((run / "iter_4.pth").read_bytes())
+    with pytest.raises(ValueError, match="not inside"):
+        export_model(run, tmp_path / "model", checkpoint=foreign)
+
+
+def test_detector_predicts_on_uint8_batches(run, tmp_path):
+    from cytolt.detect import Detections, Detector, load
+    from cytolt.mm.train import export_model
+
+    model_dir = export_model(run, tmp_path / "model")
+    detector = load(model_dir, "cpu", score_thr=0.0)
+    assert isinstance(detector, Detector)
+    images = torch.randint(
+        0, 256, (2, 3, 128, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    out = detector.predict(images)
+    assert len(out) == 2 and all(isinstance(d, Detections) for d in out)
+    for d in out:
+        if len(d):
+            assert d.boxes[:, 2].max() <= 160 + 1 and d.boxes[:, 3].max() <= 128 + 1
+            assert int(d.labels.max()) < len(detector.info.classes)
+    with pytest.raises(ValueError, match="B, 3, H, W"):
+        detector.predict(images[0])
+
+
+def test_load_names_a_folder_that_is_not_a_model(tmp_path):
+    from cytolt.detect import load
+
+    with pytest.raises(FileNotFoundError, match="model.json"):
+        load(tmp_path)
+
+
+def test_eval_cli_reads_safetensors_and_state_dicts(run, data, tmp_path):
+    from click.testing import CliRunner
+    from safetensors.torch import load_file
+
+    from cytolt.cli import main
+    from cytolt.mm.train import export_model
+
+    model_dir = export_model(run, tmp_path / "model")
+    plain = tmp_path / "state_dict.pth"
+    torch.save(load_file(str(model_dir / "model.safetensors")), plain)
+    results = {}
+    for ckpt in (model_dir / "model.safetensors", plain):
+        out = tmp_path / f"{ckpt.suffix}.json"
+        result = CliRunner().invoke(
+            main, ["eval", str(CONFIG), str(ckpt), "--data-root", str(data), "--out", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        assert "lt/APr" in result.output
+        results[ckpt.suffix] = out.read_text()
+    assert results[".safetensors"] == results[".pth"]
+
+
+def test_eval_points_training_checkpoints_to_export(run):
+    from cytolt.mm.evaluate import load_weights
+
+    with pytest.raises(ValueError, match="export-model"):
+        load_weights(run / "iter_4.pth")
+
+
+def test_eval_rejects_a_pickle_with_code(tmp_path):
+    import pickle
+
+    from cytolt.mm.evaluate import load_weights
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps({"state_dict": Evil()}))
+    with pytest.raises(ValueError, match="weights-only"):
+        load_weights(path)
