@@ -63,7 +63,7 @@ def ensure_data(args: argparse.Namespace) -> Path:
 
 def run_one(method: str, seed: int, data: Path, args: argparse.Namespace) -> dict[str, float]:
     from cytolt.mm.evaluate import evaluate
-    from cytolt.mm.train import last_checkpoint, train
+    from cytolt.mm.train import export_model, train
 
     run_dir = args.work_root / f"{method}_s{seed}"
     metrics_file = run_dir / "metrics.json"
@@ -74,18 +74,17 @@ def run_one(method: str, seed: int, data: Path, args: argparse.Namespace) -> dic
         options: dict = {"randomness.seed": seed}
     else:
         config = ROOT / "configs" / "tct" / f"retinanet_r18_{method}.py"
-        options = {
-            "randomness.seed": seed,
-            "train_cfg.max_iters": args.iters,
-            "train_cfg.val_interval": args.iters,
-        }
+        options = {"randomness.seed": seed, "train_cfg.max_iters": args.iters}  # schedule follows max_iters
     if not config.is_file():
         raise FileNotFoundError(f"no config for method {method!r}: {config}")
     start = time.perf_counter()
     train(config, work_dir=run_dir, data_root=data, cfg_options=options)
     train_s = time.perf_counter() - start
+    model = export_model(
+        run_dir, run_dir / "model"
+    )  # evaluation reads safetensors, never the pickled checkpoint
     metrics = evaluate(
-        config, last_checkpoint(run_dir), split="test", data_root=data, work_dir=run_dir / "test"
+        config, model / "model.safetensors", split="test", data_root=data, work_dir=run_dir / "test"
     )
     metrics = {k.removeprefix("lt/"): v for k, v in metrics.items()}
     metrics_file.write_text(json.dumps({"metrics": metrics, "train_seconds": train_s, "config": config.name}))

@@ -45,6 +45,18 @@ def parse_cfg_options(options: Sequence[str] | Mapping[str, Any]) -> dict[str, A
     return parser.parse_args(["--cfg-options", *options]).cfg_options
 
 
+def _rescale_schedule(cfg: Config, old: int, new: int) -> None:
+    """A changed ``train_cfg.max_iters`` moves every schedule bound that was tied to it (cosine ``T_max``/``end``,
+    ``val_interval``), so a shorter run still anneals."""
+    for sched in cfg.get("param_scheduler") or []:
+        for key in ("end", "T_max"):
+            if sched.get(key) == old:
+                sched[key] = new
+    if cfg.train_cfg.get("val_interval") == old:
+        cfg.train_cfg.val_interval = new
+    log.info("cytolt: train_cfg.max_iters %d -> %d; schedule bounds tied to it moved too", old, new)
+
+
 def load_config(
     config: str | Path,
     *,
@@ -64,8 +76,12 @@ def load_config(
     if not path.is_file():
         raise FileNotFoundError(f"config not found: {path}")
     cfg = Config.fromfile(str(path))
+    old_iters = cfg.get("train_cfg", {}).get("max_iters")
     if cfg_options:
         cfg.merge_from_dict(parse_cfg_options(cfg_options))
+    new_iters = cfg.get("train_cfg", {}).get("max_iters")
+    if old_iters and new_iters and new_iters != old_iters:
+        _rescale_schedule(cfg, old_iters, new_iters)
     if data_root is not None:
         old = cfg.get("data_root")
         if not old:

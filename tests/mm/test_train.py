@@ -172,3 +172,14 @@ def test_eval_rejects_a_pickle_with_code(tmp_path):
     path.write_bytes(pickle.dumps({"state_dict": Evil()}))
     with pytest.raises(ValueError, match="weights-only"):
         load_weights(path)
+
+
+def test_shorter_run_moves_the_schedule_with_it():
+    from cytolt.mm.train import load_config
+
+    cfg = load_config(CONFIG, cfg_options=["train_cfg.max_iters=300"])
+    cosine = [s for s in cfg.param_scheduler if s["type"] == "CosineAnnealingLR"][0]
+    assert cosine["T_max"] == 300 and cosine["end"] == 300
+    assert cfg.train_cfg.val_interval == 300
+    warmup = [s for s in cfg.param_scheduler if s["type"] == "LinearLR"][0]
+    assert warmup["end"] == 50  # not tied to max_iters: unchanged
