@@ -93,6 +93,8 @@ def load_config(
             "test_dataloader",
             "val_evaluator",
             "test_evaluator",
+            "model",  # e.g. LVIS heads that read class counts from the train json
+            "custom_hooks",  # e.g. CDBHook's held-out split
         ):
             if key in cfg and cfg[key] is not None:
                 cfg[key] = _replace_prefix(

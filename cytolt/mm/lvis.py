@@ -1,0 +1,365 @@
+"""mmdet glue for the LVIS reproduction (configs/lvis): dataset statistics, sigmoid losses in a two-stage head,
+NorCal at test time, a class-aware mix dataset, and moving a config onto another LVIS-format data root.
+
+Registered in mmdet's registries on import:
+
+- ``MODELS``: ``RoISigmoidLoss`` (a cytolt sigmoid loss in mmdet's ``BBoxHead``), ``NorCalShared2FCBBoxHead``.
+- ``DATASETS``: ``ClassAwareMixDataset`` (``MultiImageMixDataset`` that answers ``get_cat_ids``).
+
+Glossary
+    label order   the order of ``categories`` in the annotation file, which is mmdet's ``LVISV1Dataset``
+                  label order (``cat2label``); LVIS v1 lists categories by ascending id.
+    image_count   (C,) training images that contain the category; ``image_freq`` = image_count / images.
+    instance_count (C,) training instances (annotations) of the category: NorCal's ``N_c``.
+    logits        two-stage ``BBoxHead``: (R, C + 1) for softmax heads (background last); ``RoISigmoidLoss``
+                  makes the head emit (R, C), one sigmoid per class.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from mmdet.datasets import MultiImageMixDataset
+from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead
+from mmdet.registry import DATASETS, MODELS
+from mmengine.config import Config
+from torch import Tensor, nn
+
+from cytolt.calibration import norcal
+
+__all__ = [
+    "CategoryStats",
+    "ClassAwareMixDataset",
+    "NorCalShared2FCBBoxHead",
+    "RoISigmoidLoss",
+    "lvis_category_stats",
+    "retarget_config",
+]
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True)
+class CategoryStats:
+    """Per-category statistics of a training annotation file, in label order.
+
+    ``image_count`` and ``instance_count`` are (C,) int64 counted from the file's annotations (not read from the
+    categories' own ``image_count`` fields, which a derived file such as a held-out split would leave stale).
+    """
+
+    ids: tuple[int, ...]
+    names: tuple[str, ...]
+    frequency: tuple[str, ...]
+    image_count: np.ndarray
+    instance_count: np.ndarray
+    num_images: int
+
+    @property
+    def image_freq(self) -> np.ndarray:
+        """(C,) float64, fraction of the training images that contain each category (EQL's ``f_j``)."""
+        return self.image_count / max(self.num_images, 1)
+
+
+def lvis_category_stats(ann_file: str | Path) -> CategoryStats:
+    """Category statistics of an LVIS (or COCO) json, counted once per file version and cached.
+
+    Reading LVIS v1 train (about 1 GB) takes tens of seconds, so models that need statistics at build time
+    (EQL, federated loss, NorCal) share one read per process; the cache key includes the file's size and
+    modification time.
+    """
+    path = Path(ann_file)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: training annotation file not found (needed for class statistics; see scripts/lvis/prepare.sh)"
+        )
+    stat = path.stat()
+    return _category_stats(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _category_stats(path: str, mtime_ns: int, size: int) -> CategoryStats:
+    with open(path) as f:
+        data = json.load(f)
+    categories = data.get("categories")
+    if not categories:
+        raise ValueError(f"{path}: no categories")
+    index = {c["id"]: k for k, c in enumerate(categories)}
+    instance_count = np.zeros(len(categories), np.int64)
+    seen: set[tuple[int, int]] = set()
+    for ann in data.get("annotations", []):
+        k = index.get(ann["category_id"])
+        if k is None:
+            raise ValueError(
+                f"{path}: annotation {ann.get('id')} has unknown category_id {ann['category_id']}"
+            )
+        instance_count[k] += 1
+        seen.add((ann["image_id"], k))
+    image_count = np.bincount([k for _, k in seen], minlength=len(categories)).astype(np.int64)
+    return CategoryStats(
+        ids=tuple(int(c["id"]) for c in categories),
+        names=tuple(str(c["name"]) for c in categories),
+        frequency=tuple(str(c.get("frequency", "")) for c in categories),
+        image_count=image_count,
+        instance_count=instance_count,
+        num_images=len(data.get("images", [])),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- losses
+
+# Inner loss type -> (its constructor keyword, the CategoryStats attribute that fills it): losses whose
+# hyper-parameters are dataset statistics read from ``train_ann_file``.
+STAT_ARGUMENTS: dict[str, tuple[str, str]] = {
+    "EQLLoss": ("image_freq", "image_freq"),  # EQL: f_j, fraction of images (Tan et al. 2020)
+    "FederatedLoss": ("image_count", "image_count"),  # sampling weight image_count^0.5 (Zhou et al. 2021)
+}
+
+
+@MODELS.register_module()
+class RoISigmoidLoss(nn.Module):
+    """A cytolt sigmoid loss (EQL, EQLv2, federated, ...) as the ``loss_cls`` of mmdet's two-stage ``BBoxHead``.
+
+    mmdet's ``BBoxHead`` always builds a softmax classifier (C + 1 outputs) unless its loss declares its own
+    channels (the ``custom_cls_channels`` hooks that mmdet's Seesaw uses). This adapter declares C outputs,
+    one logit per class and no background column, which is the layout cytolt's sigmoid losses take (a
+    background RoI is an all-zero target row; EQL's and the federated loss's papers use this form). At test
+    time scores are ``sigmoid(z)`` with a zero background column appended, as mmdet's NMS expects (R, C + 1).
+
+    EQLv2's released mmdet code instead keeps C + 1 sigmoid outputs and multiplies class scores by
+    ``1 - sigmoid(z_bg)``; this adapter does not, so an EQLv2 run here differs from that code in this respect.
+
+    Args:
+        loss: config of the inner loss, e.g. ``dict(type='EQLv2Loss', num_classes=1203)``; ``use_sigmoid=True``
+            is added.
+        train_ann_file: training annotation file; required when the inner loss takes a dataset statistic
+            (:data:`STAT_ARGUMENTS`: EQL's ``image_freq``, the federated loss's ``image_count``), which is then
+            counted from it.
+    """
+
+    # mmdet's BBoxHead looks these up on its loss_cls (getattr probing is mmdet's interface, not cytolt's).
+    custom_cls_channels = True
+    custom_activation = True
+    custom_accuracy = True
+
+    def __init__(self, *, loss: Mapping[str, Any], train_ann_file: str | None = None) -> None:
+        super().__init__()
+        cfg = dict(loss)
+        kind = cfg.get("type")
+        stat = STAT_ARGUMENTS.get(kind) if isinstance(kind, str) else None
+        if stat is not None:
+            keyword, attribute = stat
+            if keyword in cfg and train_ann_file is not None:
+                raise ValueError(f"RoISigmoidLoss: give {kind}'s {keyword} or train_ann_file, not both")
+            if keyword not in cfg:
+                if train_ann_file is None:
+                    raise ValueError(
+                        f"RoISigmoidLoss: {kind} needs {keyword}; set train_ann_file (the training annotation "
+                        "json it is counted from)"
+                    )
+                cfg[keyword] = getattr(lvis_category_stats(train_ann_file), attribute).tolist()
+        elif train_ann_file is not None:
+            raise ValueError(
+                f"RoISigmoidLoss: train_ann_file is only used by {sorted(STAT_ARGUMENTS)}; {kind} takes no "
+                "dataset statistic"
+            )
+        cfg.setdefault("use_sigmoid", True)
+        self.loss = MODELS.build(cfg)
+        self.num_classes = int(getattr(self.loss, "num_classes", 0)) or None
+
+    def get_cls_channels(self, num_classes: int) -> int:
+        """C: one logit per class (called by ``BBoxHead`` with the head's class count)."""
+        if self.num_classes is not None and num_classes != self.num_classes:
+            raise ValueError(
+                f"RoISigmoidLoss: the head has {num_classes} classes but {type(self.loss).__name__} was built for "
+                f"{self.num_classes}"
+            )
+        return num_classes
+
+    def get_activation(self, cls_score: Tensor) -> Tensor:
+        """(R, C) logits -> (R, C + 1) scores: per-class sigmoids, then a zero background column."""
+        return torch.cat([cls_score.sigmoid(), cls_score.new_zeros((cls_score.size(0), 1))], dim=1)
+
+    def get_accuracy(self, cls_score: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        """Percent of RoIs whose predicted label is right; a RoI whose best sigmoid is < 0.5 predicts background."""
+        best, pred = cls_score.sigmoid().max(dim=1)
+        pred = torch.where(best >= 0.5, pred, torch.full_like(pred, cls_score.size(1)))
+        return {"acc": (pred == labels).float().mean() * 100}
+
+    def forward(
+        self,
+        cls_score: Tensor,
+        labels: Tensor,
+        weight: Tensor | None = None,
+        avg_factor: float | Tensor | None = None,
+        reduction_override: str | None = None,
+    ) -> Tensor:
+        """``cls_score`` (R, C), ``labels`` (R,) with C = background, ``weight`` (R,): the inner loss."""
+        return self.loss(
+            cls_score, labels, weight, avg_factor=avg_factor, reduction_override=reduction_override
+        )
+
+
+# ---------------------------------------------------------------------------------------------- NorCal
+
+
+@MODELS.register_module()
+class NorCalShared2FCBBoxHead(Shared2FCBBoxHead):
+    """mmdet's ``Shared2FCBBoxHead`` whose test-time class scores are NorCal-calibrated.
+
+    NorCal (Pan et al., "On Model Calibration for Long-Tailed Object Detection and Instance Segmentation",
+    NeurIPS 2021): each RoI's foreground scores become ``exp(z_c) / N_c ** gamma``, the background score stays,
+    and the C + 1 scores are renormalised (``cytolt.calibration.norcal``). Training is unchanged (the loss sees
+    the raw logits), so a checkpoint of the plain head loads as is: ``class_counts`` is a non-persistent buffer.
+
+    Args:
+        gamma: calibration strength >= 0 (0 is the plain softmax); the paper tunes it on held-out data.
+        train_ann_file: training annotation file; ``N_c`` is each category's instance count in it.
+        class_counts: (C,) instance counts given directly instead of ``train_ann_file``.
+        **kwargs: ``Shared2FCBBoxHead``'s arguments (``num_classes``, ``loss_cls``, ...). The loss must be a
+            softmax one (C + 1 outputs): NorCal's rule needs the background column.
+    """
+
+    def __init__(
+        self,
+        *,
+        gamma: float,
+        train_ann_file: str | None = None,
+        class_counts: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if self.custom_cls_channels:
+            raise ValueError(
+                f"NorCalShared2FCBBoxHead needs a softmax loss_cls with C + 1 outputs; "
+                f"{type(self.loss_cls).__name__} declares its own channels"
+            )
+        if (train_ann_file is None) == (class_counts is None):
+            raise ValueError("NorCalShared2FCBBoxHead: give exactly one of train_ann_file and class_counts")
+        if not gamma >= 0:
+            raise ValueError(f"NorCalShared2FCBBoxHead: gamma must be >= 0; got {gamma}")
+        counts = (
+            lvis_category_stats(train_ann_file).instance_count if train_ann_file is not None else class_counts
+        )
+        counts_t = torch.as_tensor(np.asarray(counts, dtype=np.float64), dtype=torch.float32)
+        if counts_t.shape != (self.num_classes,):
+            raise ValueError(
+                f"NorCalShared2FCBBoxHead: {len(counts_t)} class counts for a head with {self.num_classes} classes"
+            )
+        self.gamma = float(gamma)
+        # A class with no training instance would get an infinite boost; count it as one.
+        self.register_buffer("class_counts", counts_t.clamp_min(1.0), persistent=False)
+
+    def _predict_by_feat_single(
+        self,
+        roi: Tensor,
+        cls_score: Tensor,
+        bbox_pred: Tensor,
+        img_meta: dict,
+        rescale: bool = False,
+        rcnn_test_cfg: Any = None,
+    ) -> Any:
+        if cls_score is not None and cls_score.numel() > 0:
+            # mmdet turns cls_score into scores with a softmax; handing it the log of NorCal's probabilities
+            # makes that softmax return them unchanged (each row already sums to 1).
+            cls_score = norcal(cls_score, self.class_counts, self.gamma).log()
+        return super()._predict_by_feat_single(roi, cls_score, bbox_pred, img_meta, rescale, rcnn_test_cfg)
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+
+
+@DATASETS.register_module()
+class ClassAwareMixDataset(MultiImageMixDataset):
+    """mmdet's ``MultiImageMixDataset`` (used by ``CopyPaste``) that also answers ``get_cat_ids(idx)``.
+
+    cytolt's ``RepeatFactorSampler`` and ``CDBSampler`` read each image's classes through ``get_cat_ids``,
+    which mmdet's wrapper does not forward; this one asks the wrapped dataset.
+    """
+
+    def get_cat_ids(self, idx: int) -> list[int]:
+        self.full_init()
+        return self.dataset.get_cat_ids(idx)
+
+
+# ---------------------------------------------------------------------------------------------- configs
+
+
+def _replace_prefix(node: Any, old: str, new: str) -> Any:
+    if isinstance(node, str):
+        return new + node[len(old) :] if node.startswith(old) else node
+    if isinstance(node, Mapping):
+        return {k: _replace_prefix(v, old, new) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return type(node)(_replace_prefix(v, old, new) for v in node)
+    return node
+
+
+def _num_class_values(node: Any, found: set[int]) -> set[int]:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "num_classes" and isinstance(value, int) and value > 1:
+                found.add(value)
+            _num_class_values(value, found)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            _num_class_values(value, found)
+    return found
+
+
+def _retarget_classes(node: Any, old: int, classes: tuple[str, ...]) -> Any:
+    if isinstance(node, Mapping):
+        out = {k: _retarget_classes(v, old, classes) for k, v in node.items()}
+        if out.get("num_classes") == old:
+            out["num_classes"] = len(classes)
+        # A dataset (it has an annotation file and a pipeline): mmdet's LVIS datasets otherwise report the
+        # 1203 LVIS v1 names as their classes, which samplers, hooks and metrics read.
+        if "ann_file" in out and "pipeline" in out:
+            out["metainfo"] = dict(out.get("metainfo") or {}, classes=classes)
+        return out
+    if isinstance(node, list | tuple):
+        return type(node)(_retarget_classes(v, old, classes) for v in node)
+    return node
+
+
+def retarget_config(
+    cfg: Config,
+    *,
+    data_root: str | Path,
+    classes: Sequence[str] | None = None,
+    old_root: str | None = None,
+) -> Config:
+    """``cfg`` moved onto another LVIS-format data root, optionally with another class list (a new Config).
+
+    Every string in the config that starts with the old root (``old_root``, default ``cfg.data_root``) now
+    starts with ``data_root``: datasets, evaluators, the CDB hook's held-out set and the ``train_ann_file`` of
+    losses and heads alike (``cytolt train --data-root`` rewrites only the dataloaders and evaluators). With
+    ``classes``, every ``num_classes`` equal to the config's class count (1203 for LVIS v1) becomes
+    ``len(classes)`` and every dataset's ``metainfo`` lists ``classes`` (label order of the new annotation
+    files).
+    """
+    old = old_root if old_root is not None else cfg.get("data_root")
+    if not old:
+        raise ValueError("retarget_config: the config has no data_root; pass old_root")
+    new = str(data_root).rstrip("/") + "/"
+    tree = _replace_prefix(cfg.to_dict(), old, new)
+    tree["data_root"] = new
+    if classes is not None:
+        classes = tuple(str(c) for c in classes)
+        counts = _num_class_values(tree.get("model", {}), set())
+        if len(counts) != 1:
+            raise ValueError(
+                f"retarget_config: expected one class count in the model, found {sorted(counts)}"
+            )
+        tree = _retarget_classes(tree, counts.pop(), classes)
+    # cfg_text keeps mmengine from re-reading the original file as this config's text; filename names the
+    # copy the Runner dumps into its work_dir.
+    note = f"# {cfg.filename or 'config'} moved to {new} by cytolt.mm.lvis.retarget_config\n"
+    return Config(tree, cfg_text=note, filename=cfg.filename)

@@ -1,0 +1,51 @@
+# Shared by train.sh and evaluate.sh (sourced): the method -> config table and the run-config step.
+# shellcheck shell=bash
+
+# METHOD -> configs/lvis/<name>.py. NorCal is test-time only: it evaluates the rfs run's checkpoint.
+declare -A LVIS_CONFIGS=(
+    [random]=mask_rcnn_r50_fpn_random_1x
+    [rfs]=mask_rcnn_r50_fpn_rfs_1x
+    [eql]=mask_rcnn_r50_fpn_eql_1x
+    [eqlv2]=mask_rcnn_r50_fpn_eqlv2_1x
+    [seesaw]=mask_rcnn_r50_fpn_seesaw_normed_rfs_2x
+    [federated]=mask_rcnn_r50_fpn_federated_rfs_1x
+    [cdb]=mask_rcnn_r50_fpn_cdb_1x
+    [copypaste]=mask_rcnn_r50_fpn_copypaste_rfs_1x
+    [norcal]=mask_rcnn_r50_fpn_norcal_rfs_1x
+    [atss]=atss_r50_fpn_focal_rfs_2x
+    [efl]=atss_r50_fpn_efl_rfs_2x
+    [gradlibra]=atss_r50_fpn_gradlibra_rfs_2x
+)
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PY=${PYTHON:-$ROOT/.venv/bin/python}
+LVIS_ROOT=${LVIS_ROOT:-data/lvis_v1}
+WORK_DIRS=${WORK_DIRS:-work_dirs/lvis}
+
+lvis_methods() { printf '%s\n' "${!LVIS_CONFIGS[@]}" | sort | paste -sd' '; }
+
+# lvis_config METHOD -> path of its config, or exit 2 listing the choices.
+lvis_config() {
+    local name=${LVIS_CONFIGS[${1:-}]:-}
+    if [[ -z $name ]]; then
+        echo "METHOD must be one of: $(lvis_methods); got '${1:-}'" >&2
+        exit 2
+    fi
+    echo "$ROOT/configs/lvis/$name.py"
+}
+
+# write_run_config CONFIG OUT [extra lvis_tools config args]: the config on this run's data (LVIS_ROOT, or
+# the mini set MINI_LVIS), with PRETRAINED backbone weights when given.
+write_run_config() {
+    local config=$1 out=$2
+    shift 2
+    local weights=()
+    [[ -n ${PRETRAINED:-} ]] && weights=(--pretrained "$PRETRAINED")
+    if [[ -n ${MINI_LVIS:-} ]]; then
+        "$PY" "$ROOT/scripts/lvis/make_mini_lvis.py" "$MINI_LVIS" --config "$config" --config-out "$out"
+        "$PY" "$ROOT/scripts/lvis/lvis_tools.py" config "$out" --out "$out" "${weights[@]}" "$@"
+    else
+        "$PY" "$ROOT/scripts/lvis/lvis_tools.py" config "$config" --out "$out" --data-root "$LVIS_ROOT" \
+            "${weights[@]}" "$@"
+    fi
+}

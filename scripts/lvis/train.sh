@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Train one LVIS v1 reproduction run:  scripts/lvis/train.sh METHOD [GPUS] [-- cytolt train options]
+#
+#   METHOD   random rfs eql eqlv2 seesaw federated cdb copypaste atss efl gradlibra (norcal: see evaluate.sh)
+#   GPUS     processes on this machine (default 1); more than one runs torchrun + `cytolt train --launcher
+#            pytorch`. The configs are for 8 GPUs x 2 images; lr scales with the total batch (auto_scale_lr).
+# Environment:
+#   LVIS_ROOT   data root checked by prepare.sh (default data/lvis_v1)
+#   PRETRAINED  local ImageNet ResNet-50 weights, e.g. checkpoints/resnet50-0676ba61.pth (torchvision's
+#               IMAGENET1K_V1, what the published numbers start from). Without it the backbone starts random.
+#   WORK_DIRS   run folders go to WORK_DIRS/METHOD (default work_dirs/lvis)
+#   AMP=1       mixed precision (default off: the published runs are FP32)
+#   MINI_LVIS   a mini set folder (make_mini_lvis.py; created if missing): the same config on it, e.g. on CPU
+# Example:  PRETRAINED=checkpoints/resnet50-0676ba61.pth scripts/lvis/train.sh rfs 8
+set -euo pipefail
+source "$(dirname "$0")/_common.sh"
+cd "$ROOT"
+
+METHOD=${1:-}
+GPUS=${2:-1}
+shift $(($# < 2 ? $# : 2))
+[[ ${1:-} == -- ]] && shift
+if [[ $METHOD == norcal ]]; then
+    echo "norcal is applied at test time: train 'rfs', then scripts/lvis/evaluate.sh norcal $WORK_DIRS/rfs/epoch_12.pth" >&2
+    exit 2
+fi
+CONFIG=$(lvis_config "$METHOD")
+if ! [[ $GPUS =~ ^[1-9][0-9]*$ ]]; then
+    echo "GPUS must be a positive integer; got '$GPUS'" >&2
+    exit 2
+fi
+WORK=$WORK_DIRS/$METHOD
+RUN_CONFIG=$WORK/$(basename "$CONFIG")
+write_run_config "$CONFIG" "$RUN_CONFIG"
+
+AMP_FLAG=--no-amp
+[[ ${AMP:-0} == 1 ]] && AMP_FLAG=--amp
+if ((GPUS > 1)); then
+    "$PY" -m torch.distributed.run --nproc-per-node "$GPUS" -m cytolt train "$RUN_CONFIG" --work-dir "$WORK" \
+        --launcher pytorch "$AMP_FLAG" "$@"
+else
+    "$PY" -m cytolt train "$RUN_CONFIG" --work-dir "$WORK" "$AMP_FLAG" "$@"
+fi
+echo "evaluate: scripts/lvis/evaluate.sh $METHOD $WORK/epoch_<last>.pth"
