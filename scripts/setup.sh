@@ -63,6 +63,10 @@ log "installing mmcv from $WHEEL"
 
 log "installing cytolt with extras [dev,napari,dask] and the napari plugin"
 "${PIP[@]}" install -c "$CONSTRAINTS" -e "$ROOT[dev,napari,dask]" -e "$ROOT/plugins/napari-cytolt"
+# mmcv pulls opencv-python (built with Qt) and albumentations opencv-python-headless; both write cv2/. The Qt one
+# points Qt at cv2's own plugins and aborts napari's window when cv2 is imported first, so headless goes last.
+OPENCV=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')
+"${PIP[@]}" install --force-reinstall --no-deps "opencv-python-headless==$OPENCV"
 "${PIP[@]}" check || log "warning: pip check reported the conflicts above"
 
 # napari tests need an X server; Xvfb comes from apt.
