@@ -15,6 +15,7 @@ from cytolt import __version__
 
 # name -> (module, attribute, one-line help shown by `cytolt --help`)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": ("cytolt.cli.demo", "demo", "Run the main job end to end on built-in synthetic data."),
     "doctor": (
         "cytolt.cli.doctor",
         "doctor",
@@ -29,6 +30,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "cytolt.cli.export_model",
         "export_model",
         "Turn a training run into a model folder for screening.",
+    ),
+    "screen": (
+        "cytolt.cli.screen",
+        "screen",
+        "Screen slides with a model: detections, slide calls, reports.",
     ),
     "synth": ("cytolt.cli.synth", "synth", "Generate synthetic TCT patches and whole-slide images."),
     "train": ("cytolt.cli.train", "train", "Train a detector config (mmdet) on CPU or GPU."),

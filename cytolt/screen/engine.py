@@ -1,0 +1,391 @@
+"""Screen one whole slide: tiles at the model's resolution -> detector -> level-0 boxes -> merge -> store -> score.
+
+Glossary:
+
+- *read mpp*: microns per pixel of the tiles the detector sees (the model's ``ModelInfo.mpp``); tiles are
+  resampled to it by ``Slide.read_at_mpp``. ``None`` reads level-0 pixels as they are.
+- *scale* ``(sx, sy)``: level-0 pixels per tile pixel, ``read_mpp / slide_mpp``; a tile box ``b`` maps to the
+  slide as ``b * scale + (x, y)``, the tile's level-0 origin.
+- *overlap*: tile pixels shared by neighbouring tiles. It must be at least the largest cell, so that a cell cut
+  by one tile's border lies whole inside its neighbour and :func:`~cytolt.screen.merge.merge_tiles` can drop the
+  cut view (rule 1) and keep the whole one.
+- *timings* (seconds, wall clock): ``open`` (open the file, fingerprint it), ``mask`` (tissue mask and grid),
+  ``read`` (time the loop waited for tiles: the reading the prefetch threads could not hide), ``model`` (inside
+  ``detector.predict``, outputs moved to the CPU), ``merge`` (tile boxes to level 0, cross-tile merging),
+  ``store`` (SQLite writes), ``score`` (slide scoring), ``total``.
+
+The flow follows ARCHITECTURE.md ("Data flow (screening)"); docs/screening.md shows it with the outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from cytolt.detect.types import Detections
+from cytolt.io import Slide, SlideError, TileGrid, TileStream, open_slide, tissue_mask
+from cytolt.screen.merge import MERGE_METHODS, merge_tiles
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from cytolt.aggregate import SlideScore, SlideScorer
+    from cytolt.detect import Detector, ModelInfo
+    from cytolt.store import DetectionStore
+
+__all__ = [
+    "MAX_CELL_UM",
+    "STAGES",
+    "SlideResult",
+    "default_overlap",
+    "default_scorer",
+    "failed_result",
+    "screen_slide",
+    "slide_fingerprint",
+    "tile_grid",
+]
+
+# The largest cell the grid must hold whole, in microns. Mature squamous cells reach 50-60 um (Bethesda atlas,
+# Nayar & Wilbur 2015); the largest cytolt.synth cell measured 62 um (247 px at 0.25 um/px, a 2048 px HSIL
+# slide, seed 1). At 0.5 um/px this gives a 128 px overlap.
+MAX_CELL_UM = 64.0
+STAGES = ("open", "mask", "read", "model", "merge", "store", "score", "total")
+# Fingerprint of a slide file: its size and the first and last MiB, hashed. Hashing whole multi-GB slides
+# would cost more than screening them; scanners never rewrite a file in the middle and keep its length.
+_FINGERPRINT_BYTES = 1 << 20
+# Class names (lower case, letters only) that make a slide abnormal by default: Bethesda squamous and glandular
+# abnormalities (DOMAIN.md "Categories"); organisms and reactive changes stay NILM.
+_ABNORMAL_NAMES = frozenset(
+    {"ascus", "asch", "lsil", "hsil", "scc", "agc", "ais", "adenocarcinoma", "carcinoma", "adc", "atypical"}
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlideResult:
+    """What screening one slide produced; see the module glossary for timings.
+
+    Attributes:
+        path: the slide file as given.
+        status: ``"done"`` or ``"failed"`` (then ``error`` says why and the counts are empty).
+        dimensions: level-0 (width, height) px, None if the slide could not be opened.
+        mpp: (x, y) microns per level-0 pixel of the slide, None if unknown.
+        read_mpp: (x, y) microns per tile pixel the detector saw; None when tiles were level-0 pixels.
+        tile_size, overlap: tile side and overlap in tile pixels.
+        tiles_read: tiles that went through the detector; tiles_total: tiles of the grid before the tissue mask.
+        detections: merged detections, boxes (N, 4) xyxy float32 in level-0 px, sorted by descending score.
+        class_names: the detector's classes, in label order.
+        counts: detections per class name (every class present, zero included; no score threshold).
+        score: the slide-level result, None without a scorer.
+        timings: seconds per stage (``STAGES``).
+        slide_id: row id in the detection store, None without a store.
+        vendor: the slide format name ('aperio', 'generic-tiff', ...); never other metadata.
+        model_name: the model folder's name, or the detector's class name.
+    """
+
+    path: Path
+    status: str
+    error: str | None = None
+    dimensions: tuple[int, int] | None = None
+    mpp: tuple[float, float] | None = None
+    read_mpp: tuple[float, float] | None = None
+    tile_size: int = 0
+    overlap: int = 0
+    tiles_read: int = 0
+    tiles_total: int = 0
+    detections: Detections = field(default_factory=Detections.empty)
+    class_names: tuple[str, ...] = ()
+    counts: dict[str, int] = field(default_factory=dict)
+    score: SlideScore | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    slide_id: int | None = None
+    vendor: str | None = None
+    model_name: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "done"
+
+
+def default_overlap(read_mpp: float | None, *, max_cell_um: float = MAX_CELL_UM) -> int:
+    """Tile overlap (tile px) that holds a ``max_cell_um`` cell whole, rounded up to a multiple of 16 px.
+
+    Without a read mpp the tiles are level-0 pixels of unknown size: 0.25 um/px (a 40x scan) is assumed.
+    """
+    px = max_cell_um / (read_mpp if read_mpp else 0.25)
+    return int(16 * math.ceil(px / 16))
+
+
+def default_scorer(info: ModelInfo, *, k: int = 10) -> SlideScorer | None:
+    """A :class:`~cytolt.aggregate.SlideScorer` for a model's classes with default thresholds (0.5).
+
+    Abnormal classes are those named like a Bethesda abnormality (ascus, asch, lsil, hsil, scc, agc, ais,
+    adenocarcinoma); None when the model has none, since a slide call then means nothing.
+    """
+    from cytolt.aggregate import SlideScorer
+
+    abnormal = [c for c in info.classes if "".join(ch for ch in c.lower() if ch.isalpha()) in _ABNORMAL_NAMES]
+    if not abnormal:
+        return None
+    return SlideScorer(class_names=info.classes, abnormal_classes=abnormal, k=k)
+
+
+def slide_fingerprint(path: str | os.PathLike[str]) -> str | None:
+    """``"sha256:<hex>"`` of the file's size, first and last MiB; None when the file cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            digest = hashlib.sha256(str(size).encode())
+            digest.update(fh.read(_FINGERPRINT_BYTES))
+            if size > _FINGERPRINT_BYTES:
+                fh.seek(max(_FINGERPRINT_BYTES, size - _FINGERPRINT_BYTES))
+                digest.update(fh.read(_FINGERPRINT_BYTES))
+    except OSError:
+        return None
+    return "sha256:" + digest.hexdigest()
+
+
+def tile_grid(slide: Slide, *, tile_size: int, overlap: int, mpp: float | None) -> TileGrid:
+    """The tiles :func:`screen_slide` reads, in the order it passes them to the detector.
+
+    Tiles of ``tile_size`` px at ``mpp`` (level-0 pixels when None), ``overlap`` px shared, those without any
+    foreground in the slide's :func:`~cytolt.io.tissue_mask` left out; row-major.
+    """
+    return TileGrid(slide, tile_size=tile_size, overlap=overlap, mpp=mpp, mask=tissue_mask(slide))
+
+
+class _Clock:
+    """Seconds per stage; ``with clock("read"):`` adds the block's wall time to that stage."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        self.start = time.perf_counter()
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - t0
+
+    def done(self) -> dict[str, float]:
+        self.seconds["total"] = time.perf_counter() - self.start
+        return {k: round(v, 6) for k, v in self.seconds.items()}
+
+
+def screen_slide(
+    slide: Slide | str | os.PathLike[str],
+    detector: Detector,
+    *,
+    store: DetectionStore | None = None,
+    run_id: int | None = None,
+    tile_size: int = 512,
+    overlap: int | None = None,
+    batch_size: int = 8,
+    workers: int = 2,
+    mpp: float | None = None,
+    merge: str = "nms",
+    scorer: SlideScorer | None = None,
+    progress: Callable[[int, int], Any] | None = None,
+) -> SlideResult:
+    """Detect every cell of a slide and return the merged level-0 detections, counts, score and timings.
+
+    Args:
+        slide: an open :class:`~cytolt.io.Slide` (left open) or a path (opened and closed here).
+        detector: anything implementing :class:`~cytolt.detect.Detector`.
+        store: record the slide (status, mpp, size, timings) and its detections here; the slide's previous
+            detections are replaced, its reviews kept.
+        run_id: the store's run the slide belongs to (``DetectionStore.add_run``).
+        tile_size: tile side in pixels at the read mpp (what the detector sees).
+        overlap: tile pixels shared by neighbours; None gives :func:`default_overlap` (a 64 um cell), at most
+            half a tile.
+        batch_size: tiles per ``detector.predict`` call.
+        workers: tile reading threads, prefetching while the detector runs.
+        mpp: microns per tile pixel; None takes the detector's ``info.mpp``, else reads level-0 pixels.
+        merge: cross-tile merging, one of ``MERGE_METHODS`` (``"nms"`` or weighted box fusion ``"wbf"``).
+        scorer: slide-level scoring of the merged detections; None skips it (``result.score`` is None).
+        progress: called as ``progress(tiles_done, tiles_total)`` after each batch is read.
+
+    Raises:
+        SlideError: the slide cannot be opened or read (also recorded in ``store`` with status "failed").
+        ValueError: a bad argument, or a detector that returns the wrong number of results.
+    """
+    if merge not in MERGE_METHODS:
+        raise ValueError(f"merge must be one of {', '.join(map(repr, MERGE_METHODS))}; got {merge!r}")
+    if tile_size <= 0 or batch_size <= 0 or workers < 0:
+        raise ValueError(
+            f"tile_size and batch_size must be positive and workers >= 0; got {tile_size}, {batch_size}, {workers}"
+        )
+    read_mpp = mpp if mpp is not None else detector.info.mpp
+    if overlap is None:
+        overlap = min(default_overlap(read_mpp), tile_size // 2)
+    if not 0 <= overlap < tile_size:
+        raise ValueError(f"overlap must be in [0, {tile_size}) for tile_size {tile_size}; got {overlap}")
+    class_names = tuple(detector.info.classes)
+    clock = _Clock()
+    path = Path(slide.path) if isinstance(slide, Slide) else Path(slide)
+    slide_id = None
+    if store is not None:
+        with clock("store"):
+            slide_id = store.add_slide(path, content_hash=slide_fingerprint(path), run_id=run_id)
+            store.set_slide_status(slide_id, "running", error=None)
+    owned = not isinstance(slide, Slide)
+    handle: Slide | None = None
+    try:
+        with clock("open"):
+            handle = open_slide(path) if owned else slide  # type: ignore[assignment]
+        assert handle is not None
+        if store is not None:
+            with clock("store"):
+                store.add_slide(path, mpp=handle.mpp, dims=handle.dimensions)
+        with clock("mask"):
+            grid = tile_grid(handle, tile_size=tile_size, overlap=overlap, mpp=read_mpp)
+        scale = _scale(handle, grid)
+        per_tile = _detect(grid, detector, clock, batch_size=batch_size, workers=workers, progress=progress)
+        with clock("merge"):
+            placed = [
+                _clip(d.scale(scale).translate(float(x), float(y)), handle.dimensions)
+                for d, (x, y, _, _) in zip(per_tile, grid.xywh, strict=True)
+            ]
+            merged = merge_tiles(placed, grid.xywh, method=merge)
+        counts = _counts(merged, class_names)
+        score = None
+        if scorer is not None:
+            with clock("score"):
+                score = scorer.score(merged)
+        if store is not None and slide_id is not None:
+            with clock("store"):
+                store.replace_detections(slide_id, merged, class_names)
+        timings = clock.done()
+        if store is not None and slide_id is not None:
+            store.set_slide_status(slide_id, "done", timings=timings)
+        return SlideResult(
+            path=path,
+            status="done",
+            dimensions=handle.dimensions,
+            mpp=handle.mpp,
+            read_mpp=grid.mpp,
+            tile_size=tile_size,
+            overlap=overlap,
+            tiles_read=len(grid),
+            tiles_total=grid.total,
+            detections=merged,
+            class_names=class_names,
+            counts=counts,
+            score=score,
+            timings=timings,
+            slide_id=slide_id,
+            vendor=handle.vendor,
+            model_name=_model_name(detector),
+        )
+    except BaseException as exc:
+        if store is not None and slide_id is not None:
+            message = str(exc) if isinstance(exc, SlideError) else f"{type(exc).__name__}: {exc}"
+            store.set_slide_status(slide_id, "failed", error=message, timings=clock.done())
+        raise
+    finally:
+        if owned and handle is not None:
+            handle.close()
+
+
+def failed_result(
+    path: str | os.PathLike[str],
+    error: str,
+    *,
+    detector: Detector | None = None,
+    slide_id: int | None = None,
+    timings: dict[str, float] | None = None,
+) -> SlideResult:
+    """The :class:`SlideResult` of a slide that could not be screened (``status="failed"``)."""
+    return SlideResult(
+        path=Path(path),
+        status="failed",
+        error=error,
+        class_names=() if detector is None else tuple(detector.info.classes),
+        slide_id=slide_id,
+        timings=dict(timings or {}),
+        model_name=None if detector is None else _model_name(detector),
+    )
+
+
+def _detect(
+    grid: TileGrid,
+    detector: Detector,
+    clock: _Clock,
+    *,
+    batch_size: int,
+    workers: int,
+    progress: Callable[[int, int], Any] | None,
+) -> list[Detections]:
+    """Per-tile detections in tile pixels, on the CPU, in grid order."""
+    stream = TileStream(grid, batch_size=batch_size, workers=workers, progress=progress)
+    out: list[Detections] = []
+    batches = iter(stream)
+    try:
+        while True:
+            with clock("read"):
+                batch = next(batches, None)
+            if batch is None:
+                break
+            with clock("model"):
+                # Moving the outputs to the CPU synchronises a GPU, so "model" is the model's real time.
+                dets = [d.to("cpu") for d in detector.predict(batch.images)]
+            if len(dets) != len(batch):
+                raise ValueError(
+                    f"{type(detector).__name__}.predict returned {len(dets)} results for {len(batch)} images"
+                )
+            out.extend(dets)
+    finally:
+        batches.close()  # stops and joins the reader threads when the detector raised
+    return out
+
+
+def _clip(dets: Detections, dimensions: tuple[int, int]) -> Detections:
+    """Boxes clipped to the slide; boxes left without area (wholly in the white past the edge) dropped.
+
+    The last row and column of tiles run past the slide's edge, where a detector sees only white padding.
+    """
+    if len(dets) == 0:
+        return dets
+    w, h = dimensions
+    b = dets.boxes
+    clipped = torch.stack(
+        [b[:, 0].clamp(0, w), b[:, 1].clamp(0, h), b[:, 2].clamp(0, w), b[:, 3].clamp(0, h)], 1
+    )
+    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    return Detections(
+        boxes=clipped, scores=dets.scores, labels=dets.labels, class_scores=dets.class_scores
+    ).select(keep)
+
+
+def _scale(slide: Slide, grid: TileGrid) -> tuple[float, float]:
+    """Level-0 pixels per tile pixel: the ratio ``Slide.read_at_mpp`` resamples by, or 1 for level-0 tiles."""
+    if grid.mpp is None:
+        ds = slide.level_downsamples[grid.level or 0]
+        return float(ds), float(ds)
+    assert slide.mpp is not None  # TileGrid raised SlideError otherwise
+    return grid.mpp[0] / slide.mpp[0], grid.mpp[1] / slide.mpp[1]
+
+
+def _counts(dets: Detections, class_names: Sequence[str]) -> dict[str, int]:
+    labels = dets.labels.cpu().numpy()
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(class_names)):
+        raise ValueError(
+            f"detector labels must be in [0, {len(class_names)}); got range [{labels.min()}, {labels.max()}]"
+        )
+    n = np.bincount(labels, minlength=len(class_names)) if len(labels) else np.zeros(len(class_names), int)
+    return {name: int(n[i]) for i, name in enumerate(class_names)}
+
+
+def _model_name(detector: Detector) -> str:
+    return Path(detector.info.path).name or type(detector).__name__
