@@ -47,6 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--gpu", action="store_true", help="GPU size: R50 configs, 12 epochs, 5,000 images of 512 px"
     )
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument(
+        "--summarise-only",
+        action="store_true",
+        help="write the table from the runs already finished; train nothing",
+    )
     return p.parse_args(argv)
 
 
@@ -142,9 +147,9 @@ def write_markdown(
     classes: list[str],
     args: argparse.Namespace,
     path: Path,
-    seeds: list[int],
+    seeds: dict[str, list[int]],
     data: Path,
-    seconds: float,
+    train_minutes: float,
 ) -> None:
     import torch
 
@@ -156,20 +161,21 @@ def write_markdown(
         "# Long-tail benchmark on synthetic TCT",
         "",
         f"Run on {date.today().isoformat()}, {platform.machine()} with {torch.get_num_threads()} torch threads "
-        f"({'GPU' if args.gpu else 'CPU'}; torch {torch.__version__}), {len(seeds)} seeds ({', '.join(map(str, seeds))}), "
+        f"({'GPU' if args.gpu else 'CPU'}; torch {torch.__version__}), "
         f"{'12 epochs of RetinaNet-R50' if args.gpu else f'{args.iters} iterations of the narrow RetinaNet-R18'} per run, "
-        f"{seconds / 60:.0f} minutes in all.",
+        f"{train_minutes:.0f} minutes of training in all (machine shared with other jobs).",
         "",
         "Command: `" + " ".join(["python", "scripts/tct_benchmark.py", *sys.argv[1:]]) + "`",
         "",
         f"Data: `{data.name}` from `cytolt.synth.make_patch_dataset` (imbalance 50, split 0.7/0.15/0.15); "
         "metrics on the test split with lvis-api (federated rules), mean ± standard deviation over seeds.",
         "",
-        "| method | AP | AP50 | APr | APc | APf |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| method | seeds | AP | AP50 | APr | APc | APf |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for method, stats in summary.items():
-        lines.append(f"| {METHODS[method]} | " + " | ".join(cell(stats, k) for k in KEYS) + " |")
+        used = ", ".join(map(str, seeds[method]))
+        lines.append(f"| {METHODS[method]} | {used} | " + " | ".join(cell(stats, k) for k in KEYS) + " |")
     lines += [
         "",
         "Per-class AP (mean over seeds), head to tail:",
@@ -206,20 +212,28 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     data = ensure_data(args)
-    start = time.perf_counter()
     results: dict[str, list[dict[str, float]]] = {}
+    seeds_done: dict[str, list[int]] = {}
     for seed in seeds:  # seeds outermost: a partial run already compares every method
         for method in methods:
-            print(f"== {method} seed {seed}", flush=True)
+            done = args.work_root / f"{method}_s{seed}" / "metrics.json"
+            if args.summarise_only and not done.is_file():
+                continue
+            if not args.summarise_only:
+                print(f"== {method} seed {seed}", flush=True)
             results.setdefault(method, []).append(run_one(method, seed, data, args))
+            seeds_done.setdefault(method, []).append(seed)
+    train_minutes = sum(
+        json.loads((args.work_root / f"{m}_s{s}" / "metrics.json").read_text()).get("train_seconds", 0) / 60
+        for m, ss in seeds_done.items()
+        for s in ss
+    )
     summary = summarise(results)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "tct_gpu" if args.gpu else "tct"
     (args.out / f"{name}.json").write_text(json.dumps({"summary": summary, "runs": results}, indent=1))
     plot(summary, list(CLASSES), args.out / f"{name}.png")
-    write_markdown(
-        summary, list(CLASSES), args, args.out / f"{name}.md", seeds, data, time.perf_counter() - start
-    )
+    write_markdown(summary, list(CLASSES), args, args.out / f"{name}.md", seeds_done, data, train_minutes)
     print(f"wrote {args.out / (name + '.md')}")
     return 0
 
