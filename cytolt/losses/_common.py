@@ -117,3 +117,26 @@ def all_reduce_sum_(tensor: Tensor) -> Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+# Softmax helpers. On CPU, torch 2.14's log_softmax and cross_entropy over a narrow last dimension (a dense
+# head's K = C + 1 = 5) run several times slower than the same maths from max, exp, sum, log and gather: on
+# 24,192 x 5 logits, one thread, cross_entropy forward + backward took 2.83 ms and this form 0.75 ms
+# (2026-11-24, 2-core CPU, timeit-style minimum of 50). On a GPU both are negligible.
+
+
+def row_logsumexp(logits: Tensor) -> Tensor:
+    """``log sum_k exp(z_ik)`` over the last dimension, ``(N, K) -> (N,)``; the shift by the row max is detached
+    (it cancels in the value, and the gradient is the softmax either way)."""
+    shift = logits.detach().amax(dim=1, keepdim=True)
+    return (logits - shift).exp().sum(1).log() + shift.reshape(-1)
+
+
+def cross_entropy_rows(logits: Tensor, labels: Tensor) -> Tensor:
+    """Softmax cross-entropy per row, ``(N, K), (N,) -> (N,)``; equals ``F.cross_entropy(..., reduction='none')``."""
+    return row_logsumexp(logits) - logits.gather(1, labels.reshape(-1, 1)).reshape(-1)
+
+
+def stable_softplus(x: Tensor) -> Tensor:
+    """``log(1 + exp(x))`` computed as ``max(x, 0) + log(1 + exp(-|x|))`` (faster than ``F.softplus`` on CPU)."""
+    return x.clamp(min=0) + torch.log(1 + torch.exp(-x.abs()))

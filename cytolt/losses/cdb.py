@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cytolt.losses._common import (
     check_logits,
+    cross_entropy_rows,
     element_weight,
     expand_labels,
     reduce_loss,
@@ -81,7 +81,7 @@ def cdb_cross_entropy(
     w = class_weights.to(logits.dtype)
     if logits.size(1) == w.numel() + 1:
         w = torch.cat([w, w.new_ones(1)])
-    loss = w[labels] * F.cross_entropy(logits, labels, reduction="none")
+    loss = w[labels] * cross_entropy_rows(logits, labels)
     return reduce_loss(loss, reduction)
 
 

@@ -58,13 +58,7 @@ def equalized_focal_loss(
         gamma_b, scale, alpha: base exponent, its category-dependent range, positive weight (``None``: off).
         reduction: ``"none"`` (element-wise ``(N, C)``), ``"mean"`` or ``"sum"``.
     """
-    gamma = efl_gamma(pos_neg.detach(), gamma_b=gamma_b, scale=scale).to(logits.dtype)
-    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    p = torch.sigmoid(logits)
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = (gamma / gamma_b) * (1 - p_t) ** gamma * ce
-    if alpha is not None:
-        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    loss, _ = _efl_terms(logits, targets, pos_neg, gamma_b=gamma_b, scale=scale, alpha=alpha, need_grad=False)
     return reduce_loss(loss, reduction)
 
 
@@ -83,14 +77,38 @@ def efl_grad_magnitude(
     element's ``alpha_t gamma_j / gamma_b`` (``gamma_j`` is a constant of the step, as in the paper).
     """
     with torch.no_grad():
-        gamma = efl_gamma(pos_neg, gamma_b=gamma_b, scale=scale).to(logits.dtype)
-        ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # = -log p_t, stable
-        p = torch.sigmoid(logits)
-        q = p * targets + (1 - p) * (1 - targets)
-        grad = (gamma / gamma_b) * (1 - q) ** gamma * (1 - q + gamma * q * ce)
-        if alpha is not None:
-            grad = (alpha * targets + (1 - alpha) * (1 - targets)) * grad
+        _, grad = _efl_terms(
+            logits, targets, pos_neg, gamma_b=gamma_b, scale=scale, alpha=alpha, need_grad=True
+        )
     return grad
+
+
+def _efl_terms(
+    logits: Tensor,
+    targets: Tensor,
+    pos_neg: Tensor,
+    *,
+    gamma_b: float,
+    scale: float,
+    alpha: float | None,
+    need_grad: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """Element-wise loss and, when ``need_grad``, its detached gradient magnitude from the same intermediates
+    (a training step computes the sigmoid, the BCE and the tensor power once)."""
+    gamma = efl_gamma(pos_neg.detach(), gamma_b=gamma_b, scale=scale).to(logits.dtype)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # -log p_t, stable
+    p = torch.sigmoid(logits)
+    q = p * targets + (1 - p) * (1 - targets)
+    factor = gamma / gamma_b
+    if alpha is not None:
+        factor = (alpha * targets + (1 - alpha) * (1 - targets)) * factor
+    modulator = (1 - q) ** gamma
+    loss = factor * modulator * ce
+    if not need_grad:
+        return loss, None
+    with torch.no_grad():
+        grad = factor * modulator * (1 - q + gamma * q * ce)
+    return loss, grad
 
 
 def pos_neg_ratio(pos_grad: Tensor, neg_grad: Tensor) -> Tensor:
@@ -157,13 +175,18 @@ class EqualizedFocalLoss(nn.Module):
         check_logits(logits, type(self).__name__, self.num_classes)
         reduction = resolve_reduction(self.reduction, reduction_override)
         targets = expand_labels(labels, self.num_classes, logits.dtype)
-        pos_neg = self.pos_neg
-        hyper = dict(gamma_b=self.gamma_b, scale=self.scale, alpha=self.alpha)
-        loss = equalized_focal_loss(logits, targets, pos_neg, reduction="none", **hyper)
+        loss, grad = _efl_terms(
+            logits,
+            targets,
+            self.pos_neg,
+            gamma_b=self.gamma_b,
+            scale=self.scale,
+            alpha=self.alpha,
+            need_grad=self.training,
+        )
         el_weight = element_weight(weight, loss.shape)
         out = self.loss_weight * weight_reduce(loss, el_weight, reduction, avg_factor)
-        if self.training:
-            grad = efl_grad_magnitude(logits.detach(), targets, pos_neg, **hyper)
+        if grad is not None:
             self._accumulate(grad, targets, el_weight, reduction, avg_factor)
         return out
 

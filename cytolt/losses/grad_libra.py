@@ -74,11 +74,15 @@ def calibrated_hardness(
     statistics yet (``gbar == 0``) gets ``h = 1``.
     """
     with torch.no_grad():
-        g = (torch.sigmoid(logits) - targets).abs()
-        gbar = (pos_hardness * targets + neg_hardness * (1 - targets)).to(g.dtype)
-        known = gbar > 0
-        h = torch.where(known, g / torch.where(known, gbar, torch.ones_like(gbar)), torch.ones_like(g))
-        return h**beta
+        return _calibrate((torch.sigmoid(logits) - targets).abs(), targets, pos_hardness, neg_hardness, beta)
+
+
+def _calibrate(g: Tensor, targets: Tensor, pos_hardness: Tensor, neg_hardness: Tensor, beta: float) -> Tensor:
+    """``(g / gbar)^beta`` from the hardness ``g (N, C)`` (no grad); 1 where ``gbar`` is unknown (0)."""
+    gbar = (pos_hardness * targets + neg_hardness * (1 - targets)).to(g.dtype)
+    known = gbar > 0
+    h = torch.where(known, g / torch.where(known, gbar, torch.ones_like(gbar)), torch.ones_like(g))
+    return h if beta == 1 else h**beta
 
 
 def grad_libra_loss(
@@ -141,15 +145,29 @@ def _weights(
     return (pos_w * targets + neg_w * (1 - targets)).to(logits.dtype)
 
 
+def _positive_and_total(q: Tensor, labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """Per-category sums of ``q (N, C)`` over the positive elements and over all elements, ``(C,)`` each.
+
+    Each row has at most one positive (``labels``, ``C`` = background), so the positive sums take a gather and an
+    ``index_add`` of ``N`` values instead of a product over all ``N x C``.
+    """
+    foreground = labels < num_classes
+    index = labels.clamp(max=num_classes - 1)
+    at_label = q.gather(1, index.reshape(-1, 1)).reshape(-1) * foreground
+    positive = q.new_zeros(num_classes).index_add_(0, index, at_label)
+    return positive, q.sum(0)
+
+
 class GradLibraLoss(nn.Module):
     """Grad-Libra (reconstruction) with its state in buffers, mmdet one-stage call convention.
 
     Buffers (all ``(C,)``, saved in ``state_dict``):
 
     - ``pos_grad``, ``neg_grad``: accumulated gradient the loss delivered to positive / negative logits,
-      ``sum w h^beta g`` times the label weight (no reduction divisor, as EQLv2 accumulates);
-    - ``pos_hardness``, ``neg_hardness``: running means ``gbar`` of ``g`` over positives / negatives
-      (exponential, ``momentum``; the first observation is taken as is);
+      ``sum w h^beta |dl0/dz|`` times the label weight (``|dl0/dz| = g`` for the BCE base; no reduction
+      divisor, as EQLv2 accumulates);
+    - ``pos_hardness``, ``neg_hardness``: running means ``gbar`` of ``g`` over positives / negatives, weighted
+      by the base loss ``l0`` (exponential, ``momentum``; the first observation is taken as is);
     - ``pos_count``, ``neg_count``: weighted number of positive / negative elements seen.
 
     A training-mode ``forward`` first folds the batch's hardness into the running means (so the batch is
@@ -212,47 +230,65 @@ class GradLibraLoss(nn.Module):
     ) -> Tensor:
         check_logits(logits, type(self).__name__, self.num_classes)
         reduction = resolve_reduction(self.reduction, reduction_override)
+        labels = labels.reshape(-1)
         targets = expand_labels(labels, self.num_classes, logits.dtype)
         el_weight = element_weight(weight, logits.shape)
+        # The same quantities as grad_libra_loss(), each computed once (BCE, g = |p - y|, the focal base); the
+        # step's statistics reuse them detached.
+        bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+        g_live = (torch.sigmoid(logits) - targets).abs()
+        g = g_live.detach()
+        base = bce
+        if self.focal_gamma:
+            base = base * g_live**self.focal_gamma
+        if self.focal_alpha is not None:
+            base = base * ((1 - self.focal_alpha) + (2 * self.focal_alpha - 1) * targets)
         if self.training:
-            batch = self._batch_statistics(logits.detach(), targets, el_weight)
+            batch = self._batch_statistics(labels, targets, g, bce.detach(), base.detach(), el_weight)
             self._update_hardness(batch)
-        w = _weights(logits, targets, self.pos_grad, self.neg_grad, self.alpha, self.gamma, self.mu)
-        h = calibrated_hardness(logits, targets, self.pos_hardness, self.neg_hardness, beta=self.beta)
-        base = base_loss(logits, targets, focal_gamma=self.focal_gamma, focal_alpha=self.focal_alpha)
-        loss = self.loss_weight * weight_reduce(w * h * base, el_weight, reduction, avg_factor)
+        with torch.no_grad():
+            pos_w, neg_w = self.weights()
+            coef = (neg_w + (pos_w - neg_w) * targets) * _calibrate(
+                g, targets, self.pos_hardness, self.neg_hardness, self.beta
+            )
+        loss = self.loss_weight * weight_reduce(coef * base, el_weight, reduction, avg_factor)
         if self.training:
             self._update_gradients(batch)
         return loss
 
     @torch.no_grad()
-    def _batch_statistics(self, logits: Tensor, targets: Tensor, el_weight: Tensor | None) -> Tensor:
-        """``(8, C)``: for positives then negatives, the weighted count, the base-loss mass ``sum l0``, the
-        loss-weighted hardness sum ``sum l0 g`` and the gradient sum ``sum m g^(1+beta)``.
+    def _batch_statistics(
+        self,
+        labels: Tensor,
+        targets: Tensor,
+        g: Tensor,
+        bce: Tensor,
+        base: Tensor,
+        el_weight: Tensor | None,
+    ) -> Tensor:
+        """``(8, C)``: for positives, then negatives: weighted count, base-loss mass ``sum l0``, ``sum l0 g`` and
+        ``sum g^beta |dl0/dz|`` (all times the label weight).
 
-        ``m = alpha_t g^focal_gamma`` is the focal modulation; ``sum_i w h^beta m g = w / gbar^beta *
-        sum_i m g^(1+beta)`` because ``w`` and ``gbar`` are constant per category and sign, so the gradient sums
-        need no second all-reduce after the means are known.
+        ``|d(w h^beta l0)/dz| = w gbar^-beta g^beta |dl0/dz|`` with ``w`` and ``gbar`` constant per category and
+        sign, so the gradient sums need no second all-reduce once the means are known. For the focal base
+        ``l0 = alpha_t g^fg BCE`` (``g = 1 - p_t``): ``|dl0/dz| = alpha_t g^fg (g + fg (1 - g) BCE)``.
         """
-        g = (torch.sigmoid(logits) - targets).abs()
+        c = self.num_classes
+        # alpha_t g^fg, the base loss's factor on BCE (1 for the BCE base)
+        factor = torch.ones_like(g)
+        if self.focal_gamma:
+            factor = factor * g**self.focal_gamma
+        if self.focal_alpha is not None:
+            factor = factor * ((1 - self.focal_alpha) + (2 * self.focal_alpha - 1) * targets)
+        dl0 = factor * (g + self.focal_gamma * (1 - g) * bce)
+        quantities = [base, base * g, dl0 * g if self.beta == 1 else dl0 * g**self.beta]
         ew = el_weight.expand_as(g) if el_weight is not None else torch.ones_like(g)
-        neg = 1 - targets
-        l0 = ew * base_loss(logits, targets, focal_gamma=self.focal_gamma, focal_alpha=self.focal_alpha)
-        mod = base_loss(logits, targets, focal_gamma=self.focal_gamma, focal_alpha=self.focal_alpha)
-        mod = mod / F.binary_cross_entropy_with_logits(logits, targets, reduction="none").clamp_min(1e-12)
-        g_pow = ew * mod * g ** (1 + self.beta)
-        rows = [
-            ew * targets,
-            l0 * targets,
-            l0 * targets * g,
-            g_pow * targets,
-            ew * neg,
-            l0 * neg,
-            l0 * neg * g,
-            g_pow * neg,
-        ]
-        stats = torch.stack([r.sum(0) for r in rows]).to(self.pos_grad.dtype)
-        return all_reduce_sum_(stats)
+        if el_weight is not None:
+            quantities = [q * el_weight for q in quantities]
+        sums = [_positive_and_total(q, labels, c) for q in [ew, *quantities]]
+        pos = torch.stack([p for p, _ in sums])
+        neg = torch.stack([t for _, t in sums]) - pos
+        return all_reduce_sum_(torch.cat([pos, neg]).to(self.pos_grad.dtype))
 
     @torch.no_grad()
     def _update_hardness(self, batch: Tensor) -> None:

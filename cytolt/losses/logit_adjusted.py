@@ -10,10 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cytolt.losses._common import check_logits, reduce_loss, resolve_reduction, sample_weight, weight_reduce
+from cytolt.losses._common import (
+    check_logits,
+    cross_entropy_rows,
+    reduce_loss,
+    resolve_reduction,
+    sample_weight,
+    weight_reduce,
+)
 
 # tau = 1: the paper's default, which makes the adjusted loss Fisher-consistent for the balanced error
 # (Menon et al. 2021).
@@ -46,7 +52,7 @@ def logit_adjusted_cross_entropy(
         reduction: ``"none"`` (``(N,)``), ``"mean"`` or ``"sum"``.
     """
     adjusted = adjust_logits(logits, class_prior, tau=tau)
-    return reduce_loss(F.cross_entropy(adjusted, labels, reduction="none"), reduction)
+    return reduce_loss(cross_entropy_rows(adjusted, labels), reduction)
 
 
 class LogitAdjustedLoss(nn.Module):

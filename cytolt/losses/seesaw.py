@@ -26,9 +26,12 @@ from torch import Tensor, nn
 from cytolt.losses._common import (
     all_reduce_sum_,
     check_logits,
+    cross_entropy_rows,
     reduce_loss,
     resolve_reduction,
+    row_logsumexp,
     sample_weight,
+    stable_softplus,
     weight_reduce,
 )
 
@@ -54,16 +57,13 @@ def seesaw_log_factors(
     """
     with torch.no_grad():
         # counts in float32 at least: millions of samples overflow float16 before the log
-        log_n = (
-            cum_samples.to(torch.promote_types(logits.dtype, torch.float32))
-            .clamp(min=1)
-            .log()
-            .to(logits.dtype)
-        )
+        wide = torch.promote_types(logits.dtype, torch.float32)
+        log_n = cum_samples.to(wide).clamp(min=1).log().to(logits.dtype)
         log_m = p * (log_n.reshape(1, -1) - log_n[labels].reshape(-1, 1)).clamp(max=0)
-        log_s = F.log_softmax(logits, dim=1)
-        log_self = log_s.gather(1, labels.reshape(-1, 1)).clamp(min=math.log(eps))
-        log_c = q * (log_s - log_self).clamp(min=0)
+        # log s_j - log max(s_i, eps) = z_j - max(z_i, logsumexp(z) + log eps): the softmax normaliser cancels
+        self_logit = logits.gather(1, labels.reshape(-1, 1))
+        floor = torch.maximum(self_logit, row_logsumexp(logits).reshape(-1, 1) + math.log(eps))
+        log_c = q * (logits - floor).clamp(min=0)
         return log_m + log_c
 
 
@@ -89,7 +89,7 @@ def seesaw_loss(
     log_s = seesaw_log_factors(logits, labels, cum_samples, p=p, q=q, eps=eps)
     non_target = labels.reshape(-1, 1) != torch.arange(logits.size(1), device=logits.device)
     adjusted = logits + log_s * non_target.to(logits.dtype)
-    return reduce_loss(F.cross_entropy(adjusted, labels, reduction="none"), reduction)
+    return reduce_loss(cross_entropy_rows(adjusted, labels), reduction)
 
 
 def split_seesaw_logits(logits: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
@@ -102,7 +102,7 @@ def split_seesaw_logits(logits: Tensor, num_classes: int) -> tuple[Tensor, Tenso
     classes = logits[:, :num_classes]
     if logits.size(1) == num_classes + 2:
         return classes, logits[:, num_classes:]
-    foreground = torch.logsumexp(classes, dim=1, keepdim=True)
+    foreground = row_logsumexp(classes).reshape(-1, 1)
     return classes, torch.cat([foreground, logits[:, num_classes:]], dim=1)
 
 
@@ -203,8 +203,9 @@ class SeesawLoss(nn.Module):
             loss_classes = (cls_loss * cls_weight).sum() / foreground.sum().clamp(min=1)
         else:
             loss_classes = weight_reduce(cls_loss, cls_weight, reduction, avg_factor)
-        obj_labels = (labels >= c).long()  # 0: foreground, 1: background
-        obj_loss = F.cross_entropy(objectness, obj_labels, reduction="none")
+        # 2-way cross-entropy [fg, bg]: softplus(z_other - z_target)
+        margin = objectness[:, 1] - objectness[:, 0]
+        obj_loss = stable_softplus(torch.where(labels >= c, -margin, margin))
         loss_objectness = weight_reduce(obj_loss, w, reduction, avg_factor)
         return {
             "loss_cls_classes": self.loss_weight * loss_classes,

@@ -196,3 +196,21 @@ def test_eval_mode_reads_state_without_changing_it() -> None:
     assert none.shape == (16, 3)
     for name, buf in loss_fn.state_dict().items():
         torch.testing.assert_close(buf, before[name])
+
+
+def test_gradient_state_matches_autograd_with_the_focal_base() -> None:
+    # |d(w h^beta l0)/dz| for l0 = alpha_t g^fg BCE, summed per category and sign, is what G+ / G- accumulate.
+    for beta, focal_gamma, focal_alpha in ((1.0, 2.0, 0.25), (0.5, 1.5, None)):
+        logits, labels = _batch(6, n=40)
+        loss_fn = GradLibraLoss(3, beta=beta, focal_gamma=focal_gamma, focal_alpha=focal_alpha)
+        loss_fn(_batch(7, n=40)[0], labels)  # a prior state, so the weights differ from 1
+        before = (loss_fn.pos_grad.clone(), loss_fn.neg_grad.clone())
+        z = logits.clone().requires_grad_()
+        loss_fn(z, labels, torch.rand(40), reduction_override="sum").backward()
+        targets = _targets(labels, 3)
+        torch.testing.assert_close(
+            loss_fn.pos_grad - before[0], (z.grad.abs() * targets).sum(0), rtol=1e-4, atol=1e-6
+        )
+        torch.testing.assert_close(
+            loss_fn.neg_grad - before[1], (z.grad.abs() * (1 - targets)).sum(0), rtol=1e-4, atol=1e-6
+        )

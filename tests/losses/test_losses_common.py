@@ -100,4 +100,7 @@ def test_statistics_are_summed_over_processes(tmp_path) -> None:
     single = _run_losses(*_ddp_batch())
     for name, state in single.items():
         for key, value in state.items():
-            torch.testing.assert_close(distributed[name][key], value, msg=f"{name}.{key}")
+            # float32 sums over different batch splits differ in the last bits (vectorised exp/log paths)
+            torch.testing.assert_close(
+                distributed[name][key], value, rtol=1e-5, atol=1e-6, msg=f"{name}.{key}"
+            )
