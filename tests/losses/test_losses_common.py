@@ -96,7 +96,7 @@ def test_statistics_are_summed_over_processes(tmp_path) -> None:
 
     out_file = tmp_path / "rank0.pt"
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(out_file)), nprocs=2, join=True)
-    distributed = torch.load(out_file)
+    distributed = torch.load(out_file, weights_only=True)  # tensors only, written by this test
     single = _run_losses(*_ddp_batch())
     for name, state in single.items():
         for key, value in state.items():
