@@ -37,7 +37,6 @@ from cytolt.losses._common import (
     all_reduce_sum_,
     check_logits,
     element_weight,
-    expand_labels,
     reduce_loss,
     resolve_reduction,
     weight_reduce,
@@ -228,42 +227,61 @@ class GradLibraLoss(nn.Module):
         avg_factor: float | Tensor | None = None,
         reduction_override: str | None = None,
     ) -> Tensor:
-        check_logits(logits, type(self).__name__, self.num_classes)
+        c = self.num_classes
+        check_logits(logits, type(self).__name__, c)
         reduction = resolve_reduction(self.reduction, reduction_override)
         labels = labels.reshape(-1)
-        targets = expand_labels(labels, self.num_classes, logits.dtype)
+        is_pos = labels.reshape(-1, 1) == torch.arange(c, device=labels.device)
+        targets = is_pos.to(logits.dtype)
         el_weight = element_weight(weight, logits.shape)
-        # The same quantities as grad_libra_loss(), each computed once (BCE, g = |p - y|, the focal base); the
-        # step's statistics reuse them detached.
+        # grad_libra_loss() with every (N, C) quantity computed once; the step's statistics reuse them detached.
         bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
         g_live = (torch.sigmoid(logits) - targets).abs()
         g = g_live.detach()
-        base = bce
-        if self.focal_gamma:
-            base = base * g_live**self.focal_gamma
-        if self.focal_alpha is not None:
-            base = base * ((1 - self.focal_alpha) + (2 * self.focal_alpha - 1) * targets)
-        if self.training:
-            batch = self._batch_statistics(labels, targets, g, bce.detach(), base.detach(), el_weight)
-            self._update_hardness(batch)
+        base = bce * g_live**self.focal_gamma if self.focal_gamma else bce  # l0 / alpha_t
         with torch.no_grad():
-            pos_w, neg_w = self.weights()
-            coef = (neg_w + (pos_w - neg_w) * targets) * _calibrate(
-                g, targets, self.pos_hardness, self.neg_hardness, self.beta
+            alpha_t = (
+                torch.where(is_pos, self.focal_alpha, 1 - self.focal_alpha).to(logits.dtype)
+                if self.focal_alpha is not None
+                else None
             )
-        loss = self.loss_weight * weight_reduce(coef * base, el_weight, reduction, avg_factor)
+            if self.training:
+                batch = self._batch_statistics(labels, g, bce.detach(), base.detach(), alpha_t, el_weight)
+                self._update_hardness(batch)
+            coef = self._coefficients(g, is_pos)  # w h^beta
+            if alpha_t is not None:
+                coef = coef * alpha_t
+            if el_weight is not None:
+                coef = coef * el_weight
+        loss = self.loss_weight * weight_reduce(coef * base, None, reduction, avg_factor)
         if self.training:
             self._update_gradients(batch)
         return loss
+
+    def _coefficients(self, g: Tensor, is_pos: Tensor) -> Tensor:
+        """``w_ij h_ij^beta`` as ``g^beta A_ij + B_ij``, with ``A = w / gbar^beta`` and ``B = 0`` where ``gbar`` is
+        known, ``A = 0`` and ``B = w`` where it is not (``h = 1``); ``A``, ``B`` picked per category and sign."""
+        pos_w, neg_w = self.weights()
+        per_sign = []
+        for w, gbar in ((pos_w, self.pos_hardness), (neg_w, self.neg_hardness)):
+            known = gbar > 0
+            scale = torch.where(known, gbar, torch.ones_like(gbar)) ** -self.beta
+            per_sign.append((torch.where(known, w * scale, 0.0), torch.where(known, 0.0, w)))
+        (a_pos, b_pos), (a_neg, b_neg) = per_sign
+        dtype = g.dtype
+        a = torch.where(is_pos, a_pos.to(dtype), a_neg.to(dtype))
+        b = torch.where(is_pos, b_pos.to(dtype), b_neg.to(dtype))
+        g_beta = g if self.beta == 1 else g**self.beta
+        return g_beta * a + b
 
     @torch.no_grad()
     def _batch_statistics(
         self,
         labels: Tensor,
-        targets: Tensor,
         g: Tensor,
         bce: Tensor,
         base: Tensor,
+        alpha_t: Tensor | None,
         el_weight: Tensor | None,
     ) -> Tensor:
         """``(8, C)``: for positives, then negatives: weighted count, base-loss mass ``sum l0``, ``sum l0 g`` and
@@ -272,20 +290,23 @@ class GradLibraLoss(nn.Module):
         ``|d(w h^beta l0)/dz| = w gbar^-beta g^beta |dl0/dz|`` with ``w`` and ``gbar`` constant per category and
         sign, so the gradient sums need no second all-reduce once the means are known. For the focal base
         ``l0 = alpha_t g^fg BCE`` (``g = 1 - p_t``): ``|dl0/dz| = alpha_t g^fg (g + fg (1 - g) BCE)``.
+        ``base`` is ``g^fg BCE`` (``l0`` without ``alpha_t``).
         """
         c = self.num_classes
-        # alpha_t g^fg, the base loss's factor on BCE (1 for the BCE base)
-        factor = torch.ones_like(g)
-        if self.focal_gamma:
-            factor = factor * g**self.focal_gamma
-        if self.focal_alpha is not None:
-            factor = factor * ((1 - self.focal_alpha) + (2 * self.focal_alpha - 1) * targets)
-        dl0 = factor * (g + self.focal_gamma * (1 - g) * bce)
-        quantities = [base, base * g, dl0 * g if self.beta == 1 else dl0 * g**self.beta]
-        ew = el_weight.expand_as(g) if el_weight is not None else torch.ones_like(g)
+        modulator = g**self.focal_gamma if self.focal_gamma else None
+        grad_no_alpha = g + self.focal_gamma * (1 - g) * bce if self.focal_gamma else g
+        if modulator is not None:
+            grad_no_alpha = grad_no_alpha * modulator
+        l0, dl0 = (base, grad_no_alpha) if alpha_t is None else (base * alpha_t, grad_no_alpha * alpha_t)
+        quantities = [l0, l0 * g, dl0 * g if self.beta == 1 else dl0 * g**self.beta]
         if el_weight is not None:
             quantities = [q * el_weight for q in quantities]
-        sums = [_positive_and_total(q, labels, c) for q in [ew, *quantities]]
+            counts = _positive_and_total(el_weight.expand_as(g), labels, c)
+        else:  # unweighted counts follow from the labels alone
+            foreground = (labels < c).to(g.dtype)
+            positive = g.new_zeros(c).index_add_(0, labels.clamp(max=c - 1), foreground)
+            counts = (positive, g.new_full((c,), float(labels.numel())))
+        sums = [counts] + [_positive_and_total(q, labels, c) for q in quantities]
         pos = torch.stack([p for p, _ in sums])
         neg = torch.stack([t for _, t in sums]) - pos
         return all_reduce_sum_(torch.cat([pos, neg]).to(self.pos_grad.dtype))
