@@ -144,17 +144,27 @@ def _weights(
     return (pos_w * targets + neg_w * (1 - targets)).to(logits.dtype)
 
 
-def _positive_and_total(q: Tensor, labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+def _positive_and_total(
+    q: Tensor, index: Tensor, foreground: Tensor, num_classes: int
+) -> tuple[Tensor, Tensor]:
     """Per-category sums of ``q (N, C)`` over the positive elements and over all elements, ``(C,)`` each.
 
-    Each row has at most one positive (``labels``, ``C`` = background), so the positive sums take a gather and an
-    ``index_add`` of ``N`` values instead of a product over all ``N x C``.
+    Each row has at most one positive (``index``: its category, ``foreground``: 0 on background rows), so the
+    positive sums take a gather and an ``index_add`` of ``N`` values instead of a product over all ``N x C``.
     """
-    foreground = labels < num_classes
-    index = labels.clamp(max=num_classes - 1)
     at_label = q.gather(1, index.reshape(-1, 1)).reshape(-1) * foreground
-    positive = q.new_zeros(num_classes).index_add_(0, index, at_label)
-    return positive, q.sum(0)
+    return q.new_zeros(num_classes).index_add_(0, index, at_label), q.sum(0)
+
+
+def _coefficients(
+    g: Tensor, is_pos: Tensor, weight_by_sign: Tensor, scale_by_sign: Tensor, known: Tensor, beta: float
+) -> Tensor:
+    """``w_ij h_ij^beta`` as ``g^beta A_ij + B_ij``: ``A = w gbar^-beta``, ``B = 0`` where ``gbar`` is known;
+    ``A = 0``, ``B = w`` (``h = 1``) where it is not; ``A``, ``B`` taken per category and sign."""
+    a = torch.where(known, weight_by_sign * scale_by_sign, 0.0).to(g.dtype)
+    b = torch.where(known, 0.0, weight_by_sign).to(g.dtype)
+    g_beta = g if beta == 1 else g**beta
+    return g_beta * torch.where(is_pos, a[0], a[1]) + torch.where(is_pos, b[0], b[1])
 
 
 class GradLibraLoss(nn.Module):
@@ -248,31 +258,29 @@ class GradLibraLoss(nn.Module):
             if self.training:
                 batch = self._batch_statistics(labels, g, bce.detach(), base.detach(), alpha_t, el_weight)
                 self._update_hardness(batch)
-            coef = self._coefficients(g, is_pos)  # w h^beta
+            weight_by_sign, scale_by_sign, known = self._sign_factors()
+            coef = _coefficients(g, is_pos, weight_by_sign, scale_by_sign, known, self.beta)  # w h^beta
             if alpha_t is not None:
                 coef = coef * alpha_t
             if el_weight is not None:
                 coef = coef * el_weight
         loss = self.loss_weight * weight_reduce(coef * base, None, reduction, avg_factor)
         if self.training:
-            self._update_gradients(batch)
+            with torch.no_grad():  # G += w gbar^-beta sum g^beta |dl0/dz|, per category and sign
+                rows = batch.view(2, 4, -1)  # (sign, quantity, C); quantity 3 is sum g^beta |dl0/dz|
+                increment = weight_by_sign * scale_by_sign * rows[:, 3]
+                self.pos_grad += increment[0]
+                self.neg_grad += increment[1]
         return loss
 
-    def _coefficients(self, g: Tensor, is_pos: Tensor) -> Tensor:
-        """``w_ij h_ij^beta`` as ``g^beta A_ij + B_ij``, with ``A = w / gbar^beta`` and ``B = 0`` where ``gbar`` is
-        known, ``A = 0`` and ``B = w`` where it is not (``h = 1``); ``A``, ``B`` picked per category and sign."""
-        pos_w, neg_w = self.weights()
-        per_sign = []
-        for w, gbar in ((pos_w, self.pos_hardness), (neg_w, self.neg_hardness)):
-            known = gbar > 0
-            scale = torch.where(known, gbar, torch.ones_like(gbar)) ** -self.beta
-            per_sign.append((torch.where(known, w * scale, 0.0), torch.where(known, 0.0, w)))
-        (a_pos, b_pos), (a_neg, b_neg) = per_sign
-        dtype = g.dtype
-        a = torch.where(is_pos, a_pos.to(dtype), a_neg.to(dtype))
-        b = torch.where(is_pos, b_pos.to(dtype), b_neg.to(dtype))
-        g_beta = g if self.beta == 1 else g**self.beta
-        return g_beta * a + b
+    def _sign_factors(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(2, C)`` each, positives then negatives: balance weight ``w``, ``gbar^-beta`` (1 where unknown) and
+        whether ``gbar`` is known."""
+        weight_by_sign = torch.stack(self.weights())
+        gbar = torch.stack([self.pos_hardness, self.neg_hardness])
+        known = gbar > 0
+        scale_by_sign = torch.where(known, gbar, torch.ones_like(gbar)) ** -self.beta
+        return weight_by_sign, scale_by_sign, known
 
     @torch.no_grad()
     def _batch_statistics(
@@ -299,14 +307,17 @@ class GradLibraLoss(nn.Module):
             grad_no_alpha = grad_no_alpha * modulator
         l0, dl0 = (base, grad_no_alpha) if alpha_t is None else (base * alpha_t, grad_no_alpha * alpha_t)
         quantities = [l0, l0 * g, dl0 * g if self.beta == 1 else dl0 * g**self.beta]
+        index = labels.clamp(max=c - 1)
+        foreground = (labels < c).to(g.dtype)
         if el_weight is not None:
             quantities = [q * el_weight for q in quantities]
-            counts = _positive_and_total(el_weight.expand_as(g), labels, c)
+            counts = _positive_and_total(el_weight.expand_as(g), index, foreground, c)
         else:  # unweighted counts follow from the labels alone
-            foreground = (labels < c).to(g.dtype)
-            positive = g.new_zeros(c).index_add_(0, labels.clamp(max=c - 1), foreground)
-            counts = (positive, g.new_full((c,), float(labels.numel())))
-        sums = [counts] + [_positive_and_total(q, labels, c) for q in quantities]
+            counts = (
+                g.new_zeros(c).index_add_(0, index, foreground),
+                g.new_full((c,), float(labels.numel())),
+            )
+        sums = [counts] + [_positive_and_total(q, index, foreground, c) for q in quantities]
         pos = torch.stack([p for p, _ in sums])
         neg = torch.stack([t for _, t in sums]) - pos
         return all_reduce_sum_(torch.cat([pos, neg]).to(self.pos_grad.dtype))
@@ -323,17 +334,6 @@ class GradLibraLoss(nn.Module):
             blended = torch.where(count > 0, (1 - m) * mean + m * batch_mean, batch_mean)
             mean.copy_(torch.where(present, blended, mean))
             count += n
-
-    @torch.no_grad()
-    def _update_gradients(self, batch: Tensor) -> None:
-        pos_w, neg_w = self.weights()
-        for grad_sum, w, gbar, g_pow in (
-            (self.pos_grad, pos_w, self.pos_hardness, batch[3]),
-            (self.neg_grad, neg_w, self.neg_hardness, batch[7]),
-        ):
-            known = gbar > 0
-            scale = torch.where(known, torch.where(known, gbar, torch.ones_like(gbar)) ** -self.beta, 1.0)
-            grad_sum += w * scale * g_pow
 
     def extra_repr(self) -> str:
         return (

@@ -56,15 +56,21 @@ def seesaw_log_factors(
     category never seen would otherwise give ``log 0``), ``log C_ij = q max(0, log s_j - log max(s_i, eps))``.
     """
     with torch.no_grad():
-        # counts in float32 at least: millions of samples overflow float16 before the log
-        wide = torch.promote_types(logits.dtype, torch.float32)
-        log_n = cum_samples.to(wide).clamp(min=1).log().to(logits.dtype)
-        log_m = p * (log_n.reshape(1, -1) - log_n[labels].reshape(-1, 1)).clamp(max=0)
-        # log s_j - log max(s_i, eps) = z_j - max(z_i, logsumexp(z) + log eps): the softmax normaliser cancels
-        self_logit = logits.gather(1, labels.reshape(-1, 1))
-        floor = torch.maximum(self_logit, row_logsumexp(logits).reshape(-1, 1) + math.log(eps))
-        log_c = q * (logits - floor).clamp(min=0)
-        return log_m + log_c
+        return _log_factors(logits, labels, cum_samples, row_logsumexp(logits), p, q, eps)
+
+
+def _log_factors(
+    logits: Tensor, labels: Tensor, cum_samples: Tensor, lse: Tensor, p: float, q: float, eps: float
+) -> Tensor:
+    """:func:`seesaw_log_factors` given ``lse = logsumexp(logits, 1)`` (no grad)."""
+    # counts in float32 at least: millions of samples overflow float16 before the log
+    wide = torch.promote_types(logits.dtype, torch.float32)
+    log_n = cum_samples.to(wide).clamp(min=1).log().to(logits.dtype)
+    log_m = p * (log_n.reshape(1, -1) - log_n[labels].reshape(-1, 1)).clamp(max=0)
+    # log s_j - log max(s_i, eps) = z_j - max(z_i, logsumexp(z) + log eps): the softmax normaliser cancels
+    self_logit = logits.gather(1, labels.reshape(-1, 1))
+    floor = torch.maximum(self_logit, lse.reshape(-1, 1) + math.log(eps))
+    return log_m + q * (logits - floor).clamp(min=0)
 
 
 def seesaw_loss(
@@ -86,9 +92,8 @@ def seesaw_loss(
         p, q, eps: mitigation exponent, compensation exponent, lower clamp of the target score.
         reduction: ``"none"`` (``(N,)``), ``"mean"`` or ``"sum"``.
     """
-    log_s = seesaw_log_factors(logits, labels, cum_samples, p=p, q=q, eps=eps)
-    non_target = labels.reshape(-1, 1) != torch.arange(logits.size(1), device=logits.device)
-    adjusted = logits + log_s * non_target.to(logits.dtype)
+    # log S is exactly 0 on the target column (M_ii = C_ii = 1), so it is added to every column unmasked.
+    adjusted = logits + seesaw_log_factors(logits, labels, cum_samples, p=p, q=q, eps=eps)
     return reduce_loss(cross_entropy_rows(adjusted, labels), reduction)
 
 
@@ -180,23 +185,26 @@ class SeesawLoss(nn.Module):
         w = sample_weight(weight, labels.numel())
         if self.training:
             with torch.no_grad():
-                counts = (labels.reshape(-1, 1) == torch.arange(c + 1, device=labels.device)).sum(0)
-                self.cum_samples += all_reduce_sum_(counts.to(self.cum_samples.dtype))
+                counts = torch.zeros_like(self.cum_samples).index_add_(
+                    0, labels, torch.ones_like(labels, dtype=self.cum_samples.dtype)
+                )
+                self.cum_samples += all_reduce_sum_(counts)
 
         foreground = (labels < c).to(logits.dtype)
-        class_logits, objectness = split_seesaw_logits(logits, c)
+        class_logits = logits[:, :c]
+        class_lse = row_logsumexp(class_logits)
+        if logits.size(1) == c + 2:
+            margin = logits[:, c + 1] - logits[:, c]  # objectness columns [fg, bg]
+        else:  # derived objectness [logsumexp(classes), background], see split_seesaw_logits
+            margin = logits[:, c] - class_lse
         # Background rows get a valid stand-in label and are then zeroed, instead of being dropped by a
         # boolean index (which would make the host wait for the mask).
         safe_labels = labels.clamp(max=c - 1)
-        cls_loss = seesaw_loss(
-            class_logits,
-            safe_labels,
-            self.cum_samples[:c],
-            p=self.p,
-            q=self.q,
-            eps=self.eps,
-            reduction="none",
-        )
+        with torch.no_grad():
+            log_s = _log_factors(
+                class_logits, safe_labels, self.cum_samples[:c], class_lse.detach(), self.p, self.q, self.eps
+            )
+        cls_loss = cross_entropy_rows(class_logits + log_s, safe_labels)
         cls_weight = foreground if w is None else foreground * w
         if reduction == "mean" and avg_factor is None:
             # mmdet averages the class term over the foreground samples only.
@@ -204,7 +212,6 @@ class SeesawLoss(nn.Module):
         else:
             loss_classes = weight_reduce(cls_loss, cls_weight, reduction, avg_factor)
         # 2-way cross-entropy [fg, bg]: softplus(z_other - z_target)
-        margin = objectness[:, 1] - objectness[:, 0]
         obj_loss = stable_softplus(torch.where(labels >= c, -margin, margin))
         loss_objectness = weight_reduce(obj_loss, w, reduction, avg_factor)
         return {
