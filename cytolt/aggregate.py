@@ -299,14 +299,19 @@ class SlideScorer:
         slide_labels: Sequence[str],
         *,
         target_sensitivity: float | None = None,
+        min_specificity: float | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Choose per-class thresholds on labelled slides; returns a per-class report and updates ``thresholds``.
 
         For an abnormal class ``c`` whose first (most severe) rule is ``r``: a slide is *positive* when its label
         is ``r`` or more severe, and its statistic is the ``r.min_count``-th highest confidence among its cells
         labelled ``c`` (0 if fewer), so "statistic >= t" is "class c alone fires r at threshold t". The threshold
-        maximises Youden's J = sensitivity + specificity - 1 (or, with ``target_sensitivity``, is the highest
-        one reaching it, which keeps specificity highest), placed midway between the chosen statistic and the
+        maximises Youden's J = sensitivity + specificity - 1; with ``target_sensitivity`` it is the highest
+        one reaching it, which keeps specificity highest; with ``min_specificity`` it is the one of highest
+        sensitivity whose specificity stays at least that (ties: the highest threshold). Per-class Youden
+        thresholds can add up: the category rules OR the classes, so each class's false-positive slides count
+        together; ``min_specificity=1.0`` keeps every negative fitting slide negative for the rule as a whole.
+        The threshold is placed midway between the chosen statistic and the
         next lower one for margin. Classes without positive and negative slides, or where no threshold beats
         chance, keep their threshold (``"kept"`` in the report). Calibration is applied first, so fit
         temperature/NorCal before thresholds.
@@ -315,6 +320,10 @@ class SlideScorer:
 
         if len(slides) != len(slide_labels):
             raise ValueError(f"got {len(slides)} slides and {len(slide_labels)} labels")
+        if target_sensitivity is not None and min_specificity is not None:
+            raise ValueError("give target_sensitivity or min_specificity, not both")
+        if min_specificity is not None and not 0.0 <= min_specificity <= 1.0:
+            raise ValueError(f"min_specificity must be in [0, 1]; got {min_specificity}")
         cats = self.categories
         unknown = sorted({str(lab) for lab in slide_labels} - set(cats))
         if unknown:
@@ -336,7 +345,17 @@ class SlideScorer:
                 continue
             fpr, tpr, thr = roc_curve(positive, stat)
             ok = np.isfinite(thr) & (thr > 0)  # a slide with no such cell can never count
-            if target_sensitivity is None:
+            if min_specificity is not None:
+                # fpr is a fraction of the negatives; the small tolerance keeps 1 - fpr == 0.95 from failing 0.95
+                tpr_ok = np.where(ok & (1.0 - fpr >= min_specificity - 1e-12), tpr, -np.inf)
+                best = int(np.argmax(tpr_ok))  # first max: the highest threshold among ties
+                if not tpr_ok[best] > 0:
+                    report[name] = {
+                        "kept": self.thresholds[name],
+                        "why": f"no threshold finds a positive at specificity >= {min_specificity}",
+                    }
+                    continue
+            elif target_sensitivity is None:
                 j = np.where(ok, tpr - fpr, -np.inf)
                 best = int(np.argmax(j))  # first max: the highest threshold among ties
                 if not j[best] > 0:

@@ -127,6 +127,28 @@ def test_fit_picks_thresholds_that_separate_the_toy_set() -> None:
     assert [scorer.score(s).category for s in slides] == labels
 
 
+def test_fit_with_min_specificity_keeps_every_negative_negative() -> None:
+    # HSIL+ slides: top HSIL cell 0.9, 0.8, 0.3; NILM slides: 0.5, 0.2 (Youden would take 0.65: J = 2/3)
+    slides = [_cells(("HSIL", s)) for s in (0.9, 0.8, 0.3, 0.5, 0.2)]
+    labels = ["HSIL+", "HSIL+", "HSIL+", "NILM", "NILM"]
+    scorer = _scorer()
+    report = scorer.fit(slides, labels, min_specificity=1.0)
+    assert scorer.thresholds["HSIL"] == pytest.approx(0.65)  # midway between 0.8 and the NILM slide's 0.5
+    assert report["HSIL"]["specificity"] == 1.0 and report["HSIL"]["sensitivity"] == pytest.approx(2 / 3)
+    scorer.fit(slides, labels, min_specificity=0.5)  # one NILM slide may be lost: all positives found
+    assert scorer.thresholds["HSIL"] == pytest.approx(0.25)
+    # a negative above every positive leaves nothing at specificity 1: the threshold is kept
+    scorer = _scorer()
+    report = scorer.fit(
+        [_cells(("HSIL", 0.6)), _cells(("HSIL", 0.9))], ["HSIL+", "NILM"], min_specificity=1.0
+    )
+    assert "kept" in report["HSIL"] and scorer.thresholds["HSIL"] == 0.5
+    with pytest.raises(ValueError, match="not both"):
+        scorer.fit(slides, labels, min_specificity=1.0, target_sensitivity=0.9)
+    with pytest.raises(ValueError, match="min_specificity must be in"):
+        scorer.fit(slides, labels, min_specificity=1.5)
+
+
 def test_fit_with_target_sensitivity_takes_the_highest_threshold_reaching_it() -> None:
     # HSIL+ slides: top HSIL cell 0.9, 0.8, 0.3; NILM slides: 0.5, 0.2
     slides = [_cells(("HSIL", s)) for s in (0.9, 0.8, 0.3, 0.5, 0.2)]

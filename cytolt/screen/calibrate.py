@@ -1,0 +1,156 @@
+"""Fit a model's slide scorer on labelled slides and keep it beside the model as ``scorer.json``.
+
+The default scorer calls a slide abnormal when one cell of an abnormal class passes 0.5. A detector trained on
+a few hundred patches rarely puts its scores where 0.5 means "more likely than not", so the thresholds are
+chosen on slides whose category is known (:meth:`cytolt.aggregate.SlideScorer.fit`): screen them, fit, save.
+:func:`cytolt.screen.screen_slides` then picks ``<model>/scorer.json`` up on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cytolt.aggregate import SlideScorer
+from cytolt.screen.batch import SCORER_FILE, screen_slides
+from cytolt.screen.engine import default_scorer
+
+__all__ = ["BETHESDA_CATEGORIES", "ScorerFit", "category_for", "fit_slide_scorer"]
+
+# Bethesda slide labels (cytolt.synth.SLIDE_LABELS, DOMAIN.md) -> the default scorer's categories. ASC-H
+# ("cannot exclude HSIL") and AGC are abnormal but not HSIL+, so they land in ASC-US+.
+BETHESDA_CATEGORIES: dict[str, str] = {
+    "NILM": "NILM",
+    "ASC-US": "ASC-US+",
+    "LSIL": "ASC-US+",
+    "ASC-H": "ASC-US+",
+    "AGC": "ASC-US+",
+    "HSIL": "HSIL+",
+    "SCC": "HSIL+",
+}
+
+
+@dataclass(frozen=True)
+class ScorerFit:
+    """What :func:`fit_slide_scorer` did.
+
+    Attributes:
+        scorer: the fitted scorer (also saved to ``path`` unless ``save=False``).
+        report: per abnormal class, what :meth:`SlideScorer.fit` chose (threshold, sensitivity, specificity)
+            or why it kept the old threshold.
+        slides, categories: the labelled slides and their categories, in input order.
+        calls_before, calls_after: each slide's call with the default thresholds and with the fitted ones.
+        path: where the scorer was written, None when not saved.
+    """
+
+    scorer: SlideScorer
+    report: dict[str, dict[str, Any]]
+    slides: list[Path]
+    categories: list[str]
+    calls_before: list[str]
+    calls_after: list[str]
+    path: Path | None
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction of the labelled slides whose fitted call equals their category (on the fitting slides)."""
+        return _agreement(self.calls_after, self.categories)
+
+    @property
+    def accuracy_before(self) -> float:
+        """The same fraction with the default thresholds."""
+        return _agreement(self.calls_before, self.categories)
+
+
+def _agreement(calls: Sequence[str], truth: Sequence[str]) -> float:
+    return sum(a == b for a, b in zip(calls, truth, strict=True)) / max(len(truth), 1)
+
+
+def category_for(label: str, scorer: SlideScorer) -> str:
+    """The scorer category of a slide label: a category itself, or a Bethesda label mapped by
+    :data:`BETHESDA_CATEGORIES`. ValueError for anything else."""
+    if label in scorer.categories:
+        return label
+    mapped = BETHESDA_CATEGORIES.get(label)
+    if mapped in scorer.categories:
+        return mapped
+    raise ValueError(
+        f"slide label {label!r} is neither a category ({', '.join(scorer.categories)}) "
+        f"nor a Bethesda label ({', '.join(BETHESDA_CATEGORIES)})"
+    )
+
+
+def fit_slide_scorer(
+    slides: Sequence[str | os.PathLike[str]],
+    labels: Sequence[str],
+    model_dir: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str],
+    *,
+    min_specificity: float | None = 1.0,
+    target_sensitivity: float | None = None,
+    save: bool = True,
+    **screen_kwargs: Any,
+) -> ScorerFit:
+    """Screen labelled ``slides`` with the model in ``model_dir``, fit per-class thresholds, save ``scorer.json``.
+
+    Args:
+        slides: slide files with known categories; they should hold both normal and abnormal slides.
+        labels: one per slide, a scorer category (``"NILM"``, ``"ASC-US+"``, ``"HSIL+"``) or a Bethesda label.
+        model_dir: an exported model folder; ``<model_dir>/scorer.json`` is (over)written when ``save``.
+        run_dir: run folder for screening the labelled slides (store and reports, kept for inspection).
+        min_specificity: per class, the threshold of highest sensitivity whose specificity on these slides is
+            at least this (see :meth:`SlideScorer.fit`). The default 1.0 keeps every labelled negative slide
+            negative, also for the category rules as a whole; per-class Youden thresholds (None) add their
+            false positives up once the rules OR the classes.
+        target_sensitivity: instead, the highest threshold reaching this sensitivity (min_specificity is then
+            ignored). Both None: maximise Youden's J.
+        screen_kwargs: passed to :func:`~cytolt.screen.screen_slides` (tile_size, batch_size, device, ...).
+
+    Raises:
+        ValueError: lengths differ, an unknown label, or a slide that could not be screened (named).
+    """
+    from cytolt.detect import read_model_info
+
+    if len(slides) != len(labels):
+        raise ValueError(f"got {len(slides)} slides and {len(labels)} labels")
+    model_dir = Path(model_dir)
+    info = read_model_info(model_dir)
+    scorer = default_scorer(info)
+    if scorer is None:
+        raise ValueError(
+            f"{model_dir}: the model has no abnormal classes to call a slide with ({info.classes})"
+        )
+    categories = [category_for(str(lab), scorer) for lab in labels]
+    # The default scorer, not an existing scorer.json, so that a refit starts from the same place.
+    summary = screen_slides(slides, model_dir, run_dir, scorer=scorer, html=False, **screen_kwargs)
+    failed = [f"{r.path}: {r.error}" for r in summary.failed]
+    if failed:
+        raise ValueError("cannot fit the slide scorer; these slides failed:\n  " + "\n  ".join(failed))
+    detections = [r.detections for r in summary.results]
+    before = [scorer.score(d).category for d in detections]
+    report = scorer.fit(
+        detections,
+        categories,
+        target_sensitivity=target_sensitivity,
+        min_specificity=None if target_sensitivity is not None else min_specificity,
+    )
+    after = [scorer.score(d).category for d in detections]
+    path = None
+    if save:
+        path = model_dir / SCORER_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(scorer.to_dict(), indent=2) + "\n")
+        tmp.replace(path)  # a reader never sees half a file
+    return ScorerFit(
+        scorer=scorer,
+        report=report,
+        slides=[r.path for r in summary.results],
+        categories=categories,
+        calls_before=before,
+        calls_after=after,
+        path=path,
+    )
