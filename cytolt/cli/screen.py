@@ -1,26 +1,61 @@
 """``cytolt screen``: screen whole slides with an exported model (library: :func:`cytolt.screen.screen_slides`).
 
-Exit codes: 0 every slide screened; 3 some slides failed (each recorded in run.sqlite, its report and
-summary.csv, and named on stderr); 2 a usage error (bad option, not a model folder); 1 anything else.
+Exit codes (``EXIT_*``): 0 every slide screened; 3 some slides failed (each recorded in run.sqlite, its report
+and summary.csv, and named on stderr); 2 a usage error (bad option, not a model folder, an input that names no
+slide); 130 interrupted by Ctrl-C (finished slides kept; rerun with --resume); 1 anything else.
 """
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 if TYPE_CHECKING:
-    from cytolt.screen import SlideResult
+    from cytolt.screen import RunSummary, SlideResult
 
 # Kept here (not imported from cytolt.screen) so that `cytolt screen --help` imports nothing heavy.
 MERGE_CHOICES = ("nms", "wbf")
 EXIT_SOME_FAILED = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C'd command
+
+_HELP = """Screen slides for abnormal cells and write a report per slide into the run folder.
+
+\b
+INPUT is a slide file, a folder (the slide files directly inside it), a glob
+pattern in quotes ('scans/*.svs') or a .csv list (column "path", else the
+first column; relative paths are relative to the list). Each slide is
+screened once, in the order given.
+
+\b
+Exit codes:
+  0    every slide was screened
+  3    some slides failed (unreadable, truncated, unsupported, timed out,
+       crashed); each is in summary.csv and run.sqlite with its error
+  2    usage error (bad option, --model not a model folder, an input
+       that names no slide)
+  130  interrupted (Ctrl-C): finished slides are kept; rerun with --resume
+  1    anything else
+
+\b
+--resume skips the slides RUN_DIR already holds finished with the same
+model (a hash of its files), slide file (a hash of its content) and
+--tile-size/--overlap/--merge; interrupted and failed slides are screened
+again and detections are never duplicated.
+
+\b
+--workers N screens on a Dask LocalCluster of N processes (one GPU each
+when there are GPUs); --scheduler tcp://host:port uses a running Dask
+cluster (e.g. dask-jobqueue on SLURM, see docs/screening.md). Each slide is
+one task; only this process writes RUN_DIR.
+"""
 
 
-@click.command("screen")
-@click.argument("slides", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.command("screen", help=_HELP)
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option(
     "-o",
     "--out",
@@ -67,11 +102,34 @@ EXIT_SOME_FAILED = 3
     type=click.IntRange(min=0),
     default=2,
     show_default=True,
-    help="Threads reading tiles ahead of the model (0: read in the main thread).",
+    help="Threads reading tiles ahead of the model, per slide (0: read in the main thread).",
+)
+@click.option("--resume", is_flag=True, help="Skip slides RUN_DIR already holds finished (see above).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds a slide may take; a slide past it fails and the run goes on [default: no limit].",
+)
+@click.option(
+    "--workers",
+    "dask_workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Screen on a local Dask cluster of this many worker processes [default: in this process].",
+)
+@click.option(
+    "--scheduler", default=None, help="Screen on a running Dask cluster: its address, tcp://host:port."
+)
+@click.option(
+    "--memory-limit",
+    default="auto",
+    show_default=True,
+    help="Memory per --workers process, e.g. 4GiB; a worker past it is restarted and its slide fails.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bars and no line per slide.")
 def screen(
-    slides: tuple[Path, ...],
+    inputs: tuple[str, ...],
     run_dir: Path,
     model_dir: Path,
     device: str | None,
@@ -80,17 +138,18 @@ def screen(
     overlap: int | None,
     merge: str,
     read_threads: int,
+    resume: bool,
+    timeout: float | None,
+    dask_workers: int | None,
+    scheduler: str | None,
+    memory_limit: str,
     quiet: bool,
 ) -> None:
-    """Screen SLIDE... for abnormal cells and write a report per slide into the run folder.
-
-    A slide that cannot be read is recorded as failed and the run goes on; the exit code is then 3.
-    """
     import torch
     from tqdm import tqdm
 
     from cytolt.detect import read_model_info
-    from cytolt.screen import screen_slides
+    from cytolt.screen import ScreeningInterrupted, collect_slides, screen_slides
 
     try:
         read_model_info(model_dir)
@@ -105,8 +164,22 @@ def screen(
         raise click.BadParameter(
             f"must be smaller than --tile-size {tile_size}; got {overlap}", param_hint="--overlap"
         )
+    if dask_workers is not None and scheduler is not None:
+        raise click.UsageError(
+            "give --workers (a local Dask cluster) or --scheduler (a running one), not both"
+        )
+    if (dask_workers is not None or scheduler is not None) and not _has_dask():
+        raise click.UsageError("--workers and --scheduler need dask[distributed]: pip install 'cytolt[dask]'")
+    try:
+        slides = collect_slides(inputs)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="INPUT") from None
 
+    run_bar = tqdm(total=len(slides), desc="run", unit="slide", dynamic_ncols=True, disable=quiet)
     bars: dict[Path, tqdm] = {}
+
+    def say(line: str, *, err: bool = False) -> None:
+        tqdm.write(line, file=sys.stderr if err else sys.stdout)  # above the bars, not through them
 
     def progress(path: Path, done: int, total: int) -> None:
         bar = bars.get(path)
@@ -118,35 +191,70 @@ def screen(
         bar = bars.pop(result.path, None)
         if bar is not None:
             bar.close()
+        run_bar.update()
         if not result.ok:
-            click.echo(f"FAILED {result.path.name}: {result.error}", err=True)
+            say(f"FAILED {result.path.name}: {result.error}", err=True)
         elif not quiet:
-            call = (
-                f"{result.score.category} (score {result.score.slide_score:.3f})"
-                if result.score
-                else "no call"
-            )
-            click.echo(
-                f"done   {result.path.name}: {call}, {len(result.detections)} cells, {result.tiles_read} tiles, "
-                f"{result.timings['total']:.1f} s -> {folder / 'report.html'}"
+            say(
+                f"done   {result.path.name}: {_call(result)}, {len(result.detections)} cells, "
+                f"{result.tiles_read} tiles, {result.timings['total']:.1f} s -> {folder / 'report.html'}"
             )
 
-    summary = screen_slides(
-        slides,
-        model_dir,
-        run_dir,
-        device=device,
-        batch_size=batch_size,
-        tile_size=tile_size,
-        overlap=overlap,
-        workers=read_threads,
-        merge=merge,
-        progress=None if quiet else progress,
-        on_result=on_result,
-    )
-    n, failed = len(summary.results), len(summary.failed)
-    click.echo(
-        f"{n} slide{'s' * (n != 1)}: {n - failed} done, {failed} failed; summary: {run_dir / 'summary.csv'}"
-    )
-    if failed:
+    def on_resumed(result: SlideResult, folder: Path) -> None:
+        run_bar.update()
+        if not quiet:
+            say(
+                f"kept   {result.path.name}: {_call(result)}, {len(result.detections)} cells (screened before)"
+            )
+
+    try:
+        summary = screen_slides(
+            slides,
+            model_dir,
+            run_dir,
+            device=device,
+            batch_size=batch_size,
+            tile_size=tile_size,
+            overlap=overlap,
+            workers=read_threads,
+            merge=merge,
+            resume=resume,
+            timeout=timeout,
+            dask_workers=dask_workers,
+            scheduler=scheduler,
+            memory_limit=memory_limit,
+            progress=None if quiet or dask_workers or scheduler else progress,
+            on_result=on_result,
+            on_resumed=on_resumed,
+        )
+    except KeyboardInterrupt as exc:
+        for bar in (*bars.values(), run_bar):
+            bar.close()
+        finished = len(exc.summary.results) if isinstance(exc, ScreeningInterrupted) else 0
+        again = shlex.join(["cytolt", "screen", *inputs, "-o", str(run_dir), "--model", str(model_dir)])
+        click.echo(
+            f"interrupted: {finished} of {len(slides)} slides finished and kept in {run_dir}; "
+            f"to go on: {again} --resume (and the same options)",
+            err=True,
+        )
+        click.get_current_context().exit(EXIT_INTERRUPTED)
+    run_bar.close()
+    _final_line(summary, run_dir)
+    if summary.failed:
         click.get_current_context().exit(EXIT_SOME_FAILED)
+
+
+def _call(result: SlideResult) -> str:
+    return f"{result.score.category} (score {result.score.slide_score:.3f})" if result.score else "no call"
+
+
+def _final_line(summary: RunSummary, run_dir: Path) -> None:
+    n, failed, kept = len(summary.results), len(summary.failed), len(summary.resumed)
+    done = f"{n - failed} done" + (f" ({kept} kept from before)" if kept else "")
+    click.echo(f"{n} slide{'s' * (n != 1)}: {done}, {failed} failed; summary: {run_dir / 'summary.csv'}")
+
+
+def _has_dask() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("distributed") is not None

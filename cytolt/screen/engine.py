@@ -47,6 +47,9 @@ __all__ = [
     "MAX_CELL_UM",
     "STAGES",
     "SlideResult",
+    "SlideTimeout",
+    "check_params",
+    "error_message",
     "default_overlap",
     "default_scorer",
     "failed_result",
@@ -68,6 +71,13 @@ _FINGERPRINT_BYTES = 1 << 20
 _ABNORMAL_NAMES = frozenset(
     {"ascus", "asch", "lsil", "hsil", "scc", "agc", "ais", "adenocarcinoma", "carcinoma", "adc", "atypical"}
 )
+
+
+class SlideTimeout(SlideError):
+    """A slide took longer than its ``timeout``; the message says how far it got.
+
+    A :class:`~cytolt.io.SlideError`, so a batch run records the slide as failed and goes on.
+    """
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,6 +164,18 @@ def slide_fingerprint(path: str | os.PathLike[str]) -> str | None:
     return "sha256:" + digest.hexdigest()
 
 
+def check_params(*, tile_size: int, overlap: int | None, batch_size: int, workers: int, merge: str) -> None:
+    """Raise ValueError for arguments :func:`screen_slide` cannot use (checked before any file is touched)."""
+    if merge not in MERGE_METHODS:
+        raise ValueError(f"merge must be one of {', '.join(map(repr, MERGE_METHODS))}; got {merge!r}")
+    if tile_size <= 0 or batch_size <= 0 or workers < 0:
+        raise ValueError(
+            f"tile_size and batch_size must be positive and workers >= 0; got {tile_size}, {batch_size}, {workers}"
+        )
+    if overlap is not None and not 0 <= overlap < tile_size:
+        raise ValueError(f"overlap must be in [0, {tile_size}) for tile_size {tile_size}; got {overlap}")
+
+
 def tile_grid(slide: Slide, *, tile_size: int, overlap: int, mpp: float | None) -> TileGrid:
     """The tiles :func:`screen_slide` reads, in the order it passes them to the detector.
 
@@ -197,6 +219,7 @@ def screen_slide(
     merge: str = "nms",
     scorer: SlideScorer | None = None,
     progress: Callable[[int, int], Any] | None = None,
+    timeout: float | None = None,
 ) -> SlideResult:
     """Detect every cell of a slide and return the merged level-0 detections, counts, score and timings.
 
@@ -215,22 +238,20 @@ def screen_slide(
         merge: cross-tile merging, one of ``MERGE_METHODS`` (``"nms"`` or weighted box fusion ``"wbf"``).
         scorer: slide-level scoring of the merged detections; None skips it (``result.score`` is None).
         progress: called as ``progress(tiles_done, tiles_total)`` after each batch is read.
+        timeout: seconds the slide may take from the start of this call; checked after every batch (a
+            cooperative deadline: one read or model call that hangs is not interrupted). None: no limit.
 
     Raises:
         SlideError: the slide cannot be opened or read (also recorded in ``store`` with status "failed").
+        SlideTimeout: ``timeout`` ran out (recorded as "failed" too).
         ValueError: a bad argument, or a detector that returns the wrong number of results.
     """
-    if merge not in MERGE_METHODS:
-        raise ValueError(f"merge must be one of {', '.join(map(repr, MERGE_METHODS))}; got {merge!r}")
-    if tile_size <= 0 or batch_size <= 0 or workers < 0:
-        raise ValueError(
-            f"tile_size and batch_size must be positive and workers >= 0; got {tile_size}, {batch_size}, {workers}"
-        )
+    check_params(tile_size=tile_size, overlap=overlap, batch_size=batch_size, workers=workers, merge=merge)
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be positive seconds or None; got {timeout}")
     read_mpp = mpp if mpp is not None else detector.info.mpp
     if overlap is None:
         overlap = min(default_overlap(read_mpp), tile_size // 2)
-    if not 0 <= overlap < tile_size:
-        raise ValueError(f"overlap must be in [0, {tile_size}) for tile_size {tile_size}; got {overlap}")
     class_names = tuple(detector.info.classes)
     clock = _Clock()
     path = Path(slide.path) if isinstance(slide, Slide) else Path(slide)
@@ -251,7 +272,9 @@ def screen_slide(
         with clock("mask"):
             grid = tile_grid(handle, tile_size=tile_size, overlap=overlap, mpp=read_mpp)
         scale = _scale(handle, grid)
-        per_tile = _detect(grid, detector, clock, batch_size=batch_size, workers=workers, progress=progress)
+        per_tile = _detect(
+            grid, detector, clock, batch_size=batch_size, workers=workers, progress=progress, timeout=timeout
+        )
         with clock("merge"):
             placed = [
                 _clip(d.scale(scale).translate(float(x), float(y)), handle.dimensions)
@@ -290,7 +313,7 @@ def screen_slide(
         )
     except BaseException as exc:
         if store is not None and slide_id is not None:
-            message = str(exc) if isinstance(exc, SlideError) else f"{type(exc).__name__}: {exc}"
+            message = error_message(exc)
             store.set_slide_status(slide_id, "failed", error=message, timings=clock.done())
         raise
     finally:
@@ -318,6 +341,15 @@ def failed_result(
     )
 
 
+def error_message(exc: BaseException) -> str:
+    """What the store and reports say about a failure: a SlideError's own message, "interrupted" for Ctrl-C."""
+    if isinstance(exc, SlideError):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _detect(
     grid: TileGrid,
     detector: Detector,
@@ -326,8 +358,14 @@ def _detect(
     batch_size: int,
     workers: int,
     progress: Callable[[int, int], Any] | None,
+    timeout: float | None = None,
 ) -> list[Detections]:
-    """Per-tile detections in tile pixels, on the CPU, in grid order."""
+    """Per-tile detections in tile pixels, on the CPU, in grid order.
+
+    Raises SlideTimeout after the first batch that ends more than ``timeout`` s after ``clock`` started, unless
+    it was the last one.
+    """
+    deadline = math.inf if timeout is None else clock.start + timeout
     stream = TileStream(grid, batch_size=batch_size, workers=workers, progress=progress)
     out: list[Detections] = []
     batches = iter(stream)
@@ -345,6 +383,10 @@ def _detect(
                     f"{type(detector).__name__}.predict returned {len(dets)} results for {len(batch)} images"
                 )
             out.extend(dets)
+            if time.perf_counter() > deadline and len(out) < len(grid):
+                raise SlideTimeout(
+                    grid.spec.path, f"timed out after {timeout:g} s ({len(out)} of {len(grid)} tiles)"
+                )
     finally:
         batches.close()  # stops and joins the reader threads when the detector raised
     return out

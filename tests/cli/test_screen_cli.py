@@ -177,7 +177,7 @@ def test_a_folder_that_is_no_model_is_a_usage_error(slides: dict[str, Path], tmp
 def test_help_imports_nothing_heavy() -> None:
     code = (
         "import sys; from click.testing import CliRunner; from cytolt.cli.screen import screen;"
-        "r = CliRunner().invoke(screen, ['--help']); assert r.exit_code == 0 and 'SLIDE...' in r.output;"
+        "r = CliRunner().invoke(screen, ['--help']); assert r.exit_code == 0 and 'INPUT...' in r.output;"
         "print(sorted(m for m in ('torch', 'mmdet', 'cytolt.screen', 'matplotlib') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
