@@ -82,22 +82,9 @@ val_dataloader = dict(
         backend_args=backend_args,
     ),
 )
+# The test split is read like the validation split.
 test_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type="DefaultSampler", shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file="annotations_test.json",
-        data_prefix=dict(img=""),
-        test_mode=True,
-        pipeline=test_pipeline,
-        backend_args=backend_args,
-    ),
+    val_dataloader, dataset=dict(val_dataloader["dataset"], ann_file="annotations_test.json")
 )
 # LVIS-style AP with rare/common/frequent groups and per-class AP (cytolt.mm.metrics.LongTailMetric).
 val_evaluator = dict(type="LongTailMetric", ann_file=data_root + "annotations_val.json")

@@ -1,27 +1,8 @@
-# Narrow ATSS for CPU (same backbone/neck as retinanet_r18.py).
+# Narrow ATSS for CPU (backbone and neck: r18_narrow.py).
+_base_ = "./r18_narrow.py"
 num_classes = 11
 model = dict(
     type="ATSS",
-    data_preprocessor=dict(
-        type="DetDataPreprocessor",
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        pad_size_divisor=32,
-    ),
-    backbone=dict(
-        type="ResNet",
-        depth=18,
-        base_channels=32,
-        num_stages=4,
-        out_indices=(1, 2, 3),
-        frozen_stages=-1,
-        norm_cfg=dict(type="BN", requires_grad=True),
-        norm_eval=False,
-        style="pytorch",
-        init_cfg=None,
-    ),
-    neck=dict(type="FPN", in_channels=[64, 128, 256], out_channels=64, start_level=0, num_outs=3),
     bbox_head=dict(
         type="ATSSHead",
         num_classes=num_classes,

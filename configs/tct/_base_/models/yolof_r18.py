@@ -1,27 +1,11 @@
 # Narrow YOLOF for CPU: single C5 level (stride 32) with a dilated encoder, as in the YOLOF paper but narrow.
+_base_ = "./r18_narrow.py"
 num_classes = 11
 model = dict(
     type="YOLOF",
-    data_preprocessor=dict(
-        type="DetDataPreprocessor",
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        pad_size_divisor=32,
-    ),
-    backbone=dict(
-        type="ResNet",
-        depth=18,
-        base_channels=32,
-        num_stages=4,
-        out_indices=(3,),
-        frozen_stages=-1,
-        norm_cfg=dict(type="BN", requires_grad=True),
-        norm_eval=False,
-        style="pytorch",
-        init_cfg=None,
-    ),
+    backbone=dict(out_indices=(3,)),
     neck=dict(
+        _delete_=True,
         type="DilatedEncoder",
         in_channels=256,
         out_channels=128,
