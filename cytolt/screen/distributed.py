@@ -90,14 +90,20 @@ def dask_client(
     except ImportError as exc:
         raise ImportError("screening on Dask needs dask[distributed]: pip install 'cytolt[dask]'") from exc
     if scheduler is not None:
-        with Client(scheduler, set_as_default=False) as client:
+        with Client(scheduler) as client:
             yield client, None
         return
     assert n_workers is not None
     if n_workers < 1:
         raise ValueError(f"n_workers must be at least 1; got {n_workers}")
-    # The scheduler of a LocalCluster lives in this process and reads its config when it starts.
-    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+    # The scheduler of a LocalCluster lives in this process and reads its config when it starts. Saturation 1:
+    # a worker holds one slide at a time, so a worker death counts against that slide alone (Dask charges every
+    # task a dead worker was processing) and slides queue centrally for whichever worker frees up first.
+    config = {
+        "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+        "distributed.scheduler.worker-saturation": 1.0,
+    }
+    with dask.config.set(config):
         cluster = LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,
@@ -106,7 +112,7 @@ def dask_client(
             dashboard_address=None,
             silence_logs=logging.ERROR,
         )
-    with cluster, Client(cluster, set_as_default=False) as client:
+    with cluster, Client(cluster) as client:  # the default client: as_completed looks it up
         yield client, max(1, (os.cpu_count() or 1) // n_workers)
 
 

@@ -97,7 +97,7 @@ def _read_list(path: Path) -> list[Path]:
     """Slide paths of a CSV list: column ``path`` if the header has one, else the first column."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = [row for row in csv.reader(fh) if any(cell.strip() for cell in row)]
+            rows = [row for row in csv.reader(fh, strict=True) if any(cell.strip() for cell in row)]
     except FileNotFoundError:
         raise ValueError(f"{path}: slide list not found") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:

@@ -1,0 +1,137 @@
+"""An oracle detector that recognises tiles by their pixels: for runs that skip, reorder or distribute slides.
+
+:class:`~_screen_oracle.OracleSequence` needs the slides in screening order; a resumed run skips some, and Dask
+workers each see a few in any order. :class:`TileOracle` instead reads every tile of the engine's grid of each
+slide once, keeps each tile's oracle answer (``OracleDetector._tile_detections``) under a hash of its pixels,
+and answers an image by looking its pixels up: the same answers as the OracleDetector, in any order, in any
+process. An image that is no tile of its slides fails loudly. Two tiles with the same pixels but different
+answers would make the lookup ambiguous, so building the table checks for that.
+
+``make_tile_oracle`` is module-level, so ``functools.partial(make_tile_oracle, paths, ...)`` pickles as a Dask
+detector factory; workers import this module by name (``sys.path`` travels to spawned processes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from _screen_oracle import OracleDetector
+
+from cytolt.detect import Detections
+
+
+class TileOracle:
+    """OracleDetector answers for the tiles of ``slide_paths``, looked up by pixels.
+
+    ``delay`` seconds are slept per ``predict`` call (tests that stop a run part-way need slides to take time);
+    a tile of ``crash_on`` makes the process exit at once (``os._exit``), as a segfault would.
+    """
+
+    def __init__(
+        self,
+        slide_paths: Sequence[str | Path],
+        *,
+        tile_size: int,
+        overlap: int,
+        mpp: float | None,
+        delay: float = 0.0,
+        crash_on: str | Path | None = None,
+    ) -> None:
+        self.answers: dict[bytes, Detections] = {}
+        self.crash_keys: set[bytes] = set()
+        self.delay = delay
+        for path in slide_paths:
+            oracle = OracleDetector(path, tile_size=tile_size, overlap=overlap, mpp=mpp, check_pixels=False)
+            try:
+                for index in range(len(oracle.grid)):
+                    pixels = oracle.grid.read(oracle.slide, index)  # (H, W, 3) uint8
+                    key = _key(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+                    answer = oracle._tile_detections(index)
+                    if key in self.answers and not _same(self.answers[key], answer):
+                        raise AssertionError(f"two tiles with the same pixels and different cells ({path})")
+                    self.answers[key] = answer
+                    if crash_on is not None and Path(path) == Path(crash_on):
+                        self.crash_keys.add(key)
+            finally:
+                oracle.close()
+            self.info = oracle.info
+        self.device = torch.device("cpu")
+        self.calls = 0
+
+    def predict(self, images: torch.Tensor) -> list[Detections]:
+        if images.dim() != 4 or images.shape[1] != 3 or images.dtype != torch.uint8:
+            raise ValueError(f"oracle wants (B, 3, H, W) uint8; got {tuple(images.shape)} {images.dtype}")
+        self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        out = []
+        for image in images:
+            key = _key(image.contiguous().numpy())
+            if key in self.crash_keys:
+                os._exit(70)  # no cleanup, no exception: what a segfault or the OOM killer looks like
+            if key not in self.answers:
+                raise AssertionError(f"image {tuple(image.shape)} is no tile of the oracle's slides")
+            out.append(self.answers[key])
+        return out
+
+
+def make_tile_oracle(
+    slide_paths: Sequence[str | Path], device: str | None = None, **kwargs: object
+) -> TileOracle:
+    """A detector factory (``factory(device)``): the device is ignored, the oracle runs anywhere."""
+    return TileOracle(slide_paths, **kwargs)  # type: ignore[arg-type]
+
+
+def _key(chw: np.ndarray) -> bytes:
+    return hashlib.sha1(chw.tobytes()).digest() + bytes(str(chw.shape), "ascii")
+
+
+def _same(a: Detections, b: Detections) -> bool:
+    return all(torch.equal(x, y) for x, y in ((a.boxes, b.boxes), (a.scores, b.scores), (a.labels, b.labels)))
+
+
+# -- a small screening setup shared by the batch, Dask and CLI tests ---------------------------------------------
+
+# Tiles as the oracle answers them: 256 px at the model's 0.5 um/px, overlapping by 128 px.
+TILE = {"tile_size": 256, "overlap": 128, "mpp": 0.5}
+# 1024-px slides at 0.25 um/px: 9 tiles each at most, a second or two per slide with reports.
+SLIDE_SEEDS = (("NILM", 4), ("HSIL", 5), ("LSIL", 6))
+
+
+def make_slides(folder: Path, labels: Sequence[tuple[str, int]] = SLIDE_SEEDS) -> list[Path]:
+    """Synthetic 1024 x 1024 px slides (and their ground truth) named after their label."""
+    from cytolt.synth import make_slide
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for label, seed in labels:
+        path = folder / f"{label.lower()}.tiff"
+        make_slide(path, size=(1024, 1024), mpp=0.25, seed=seed, label=label, workers=1)
+        out.append(path)
+    return out
+
+
+def write_model_dir(folder: Path) -> Path:
+    """A folder that passes ``read_model_info`` and hashes like a model; the detector comes from a factory."""
+    import json
+
+    from cytolt.synth import CLASSES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.json").write_text(json.dumps({"classes": list(CLASSES), "mpp": TILE["mpp"]}))
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (folder / "config.py").write_text("")
+    return folder
+
+
+def truncated_copy(slide: Path, out: Path) -> Path:
+    """The first half of a slide file's bytes: what an interrupted copy from the scanner leaves."""
+    data = slide.read_bytes()
+    out.write_bytes(data[: len(data) // 2])
+    return out
