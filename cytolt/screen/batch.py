@@ -427,7 +427,27 @@ class _RunWriter:
         *,
         resumed: bool = False,
     ) -> None:
-        """Write slide ``i``'s reports and the summary, then call ``callback(result, report_dir)``."""
+        """Write slide ``i``'s report.json, the summary and report.html, then call ``callback(result, report_dir)``.
+
+        The store already holds the slide finished, so a Ctrl-C in here still writes its report.json and summary
+        row (no page: a resume writes it) before it stops the run.
+        """
+        try:
+            self._finish(i, result, callback, resumed=resumed, html=self.html)
+        except KeyboardInterrupt:
+            if i not in self.results:
+                self._finish(i, result, None, resumed=resumed, html=False)
+            raise
+
+    def _finish(
+        self,
+        i: int,
+        result: SlideResult,
+        callback: Callable[[SlideResult, Path], Any] | None,
+        *,
+        resumed: bool,
+        html: bool,
+    ) -> None:
         from cytolt.report import slide_report, write_html, write_report
 
         # One model name in every report, whatever the detector object calls itself.
@@ -438,12 +458,13 @@ class _RunWriter:
         # A resumed slide keeps its page when its old report says the same (the page costs a slide read).
         keep_page = resumed and _same_report(out / "report.json", report) and (out / "report.html").is_file()
         write_report(report, out / "report.json")
-        if self.html and not keep_page:
-            write_html(report, result.path if result.ok else None, out / "report.html")
-        self.results[i], self.reports[i] = result, report
+        self.reports[i] = report
+        self._write_summary()
+        self.results[i] = result
         if resumed:
             self.resumed.append(result.path)
-        self._write_summary()
+        if html and not keep_page:
+            write_html(report, result.path if result.ok else None, out / "report.html")
         if callback is not None:
             callback(result, out)
 

@@ -135,3 +135,37 @@ def truncated_copy(slide: Path, out: Path) -> Path:
     data = slide.read_bytes()
     out.write_bytes(data[: len(data) // 2])
     return out
+
+
+def cli_script(slides: Sequence[Path], *, delay: float) -> str:
+    """Python source that runs ``cytolt screen`` (arguments from its command line) with the tile oracle for
+    ``slides`` standing in for ``cytolt.detect.load``: for tests that signal a real process."""
+    return "\n".join(
+        [
+            "import sys",
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r})",
+            "import torch",
+            "torch.set_num_threads(1)",
+            "import cytolt.detect",
+            "from _tile_oracle import TILE, make_tile_oracle",
+            f"slides = {[str(p) for p in slides]!r}",
+            f"cytolt.detect.load = lambda model_dir, device=None: make_tile_oracle(slides, delay={delay}, **TILE)",
+            "from cytolt.cli.screen import screen",
+            "screen.main(args=sys.argv[1:], prog_name='cytolt screen')",
+        ]
+    )
+
+
+def count_done(store_path: Path) -> int:
+    """Slides with status done in a run.sqlite another process is writing (0 before it exists)."""
+    import sqlite3
+
+    if not store_path.is_file():
+        return 0
+    db = sqlite3.connect(f"{store_path.as_uri()}?mode=ro", uri=True, timeout=5)
+    try:
+        return db.execute("SELECT COUNT(*) FROM slides WHERE status = 'done'").fetchone()[0]
+    except sqlite3.OperationalError:  # no table yet
+        return 0
+    finally:
+        db.close()
