@@ -12,7 +12,7 @@ Rounds interleave the sides (slide model slide model ...) after one untimed warm
 Each thread setting ("T x R": T torch threads, R tile reading threads) is measured in the same run, since
 on 2 cores torch threads and decode threads compete (BENCHMARKS.md).
 
-The model is /tmp/cytolt_model when present (what `cytolt export-model` wrote), else a freshly initialised
+The model is demo_out/model when present (what `make demo` trains and exports), else a freshly initialised
 narrow RetinaNet-R18 (configs/tct, same cost per tile). On CUDA it reports slides per hour and the GPU busy
 fraction (model time over wall time) instead, with the model in fp16 (MMDetDetector uses autocast on CUDA).
 
@@ -46,7 +46,7 @@ from cytolt.synth import CLASS_COLORS, CLASSES, make_slide
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL = 1.15
-TRAINED_MODEL = Path("/tmp/cytolt_model")
+TRAINED_MODEL = ROOT / "demo_out" / "model"  # what `make demo` trains and exports
 MODEL_CONFIG = ROOT / "configs" / "tct" / "_base_" / "models" / "retinanet_r18.py"
 DOCS = ROOT / "docs" / "screening.md"
 MARK_START, MARK_END = "<!-- bench_screen.py: start -->", "<!-- bench_screen.py: end -->"
@@ -131,7 +131,10 @@ def main() -> int:
         help="torch x reading threads; the first (the CLI default) is the headline",
     )
     ap.add_argument(
-        "--model", type=Path, default=None, help="model folder (default: /tmp/cytolt_model or fresh)"
+        "--model",
+        type=Path,
+        default=None,
+        help="model folder (default: demo_out/model from `make demo`, else a fresh one)",
     )
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "bench" / "screen.json")
     ap.add_argument(
