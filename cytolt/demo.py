@@ -3,7 +3,9 @@
 1. a long-tailed synthetic TCT patch set (train/val/test),
 2. synthetic slides of different Bethesda categories, one per slide format,
 3. a small Grad-Libra RetinaNet trained on the CPU in a few minutes (reused on later runs),
-4. every slide screened into one run folder: ``run.sqlite``, per-slide ``report.json`` and ``report.html``,
+4. its slide scorer fit on a separate set of labelled calibration slides (``model/scorer.json``), since the
+   default 0.5 thresholds mean little for a detector trained for a few minutes,
+5. every demo slide screened into one run folder: ``run.sqlite``, per-slide ``report.json`` and ``report.html``,
    ``summary.csv``.
 
 Each step is skipped when its output is already there, so a second run only screens again.
@@ -27,6 +29,19 @@ DEMO_SLIDES: tuple[tuple[str, str, int], ...] = (
     ("HSIL", "tiff", 12),
     ("LSIL", "ome", 13),
 )
+# Labelled slides the slide scorer's thresholds are fit on (cytolt.screen.calibrate); seeds differ from the
+# demo slides', so the demo's calls are made on slides the thresholds never saw.
+CALIBRATION_SLIDES: tuple[tuple[str, int], ...] = (
+    ("NILM", 101),
+    ("NILM", 102),
+    ("NILM", 103),
+    ("ASC-US", 104),
+    ("LSIL", 105),
+    ("HSIL", 106),
+    ("HSIL", 107),
+    ("SCC", 108),
+)
+CALIBRATION_SIZE = 4096
 DEMO_CONFIG = "retinanet_r18_gradlibra.py"
 
 
@@ -39,6 +54,7 @@ class DemoResult:
     model_dir: Path
     run_dir: Path
     calls: dict[str, str]
+    labels: dict[str, str]
 
 
 def configs_dir() -> Path:
@@ -62,37 +78,41 @@ def run_demo(
 
     Args:
         images: synthetic training patches (256 x 256 px at 0.5 um/px).
-        slide_size: side of each synthetic slide in level-0 px (0.25 um/px).
+        slide_size: side of each synthetic slide in level-0 px (0.25 um/px); calibration slides are this size,
+            at most 4,096 px.
         train_iters: training iterations of the demo detector (1,000 take about 2 minutes on 2 cores).
         retrain: train again even if a model from an earlier run is there.
     """
     from cytolt.screen import screen_slides
+    from cytolt.screen.batch import SCORER_FILE
+    from cytolt.screen.calibrate import fit_slide_scorer
     from cytolt.synth import cells_path_for, make_patch_dataset, make_slide
 
     root = Path(out)
     data = root / "data"
     if not (data / "annotations_train.json").is_file():
-        echo(f"[1/4] synthetic TCT patches -> {data}")
+        echo(f"[1/5] synthetic TCT patches -> {data}")
         make_patch_dataset(data, images=images, size=256, imbalance=50, seed=0, split=(0.7, 0.15, 0.15))
     else:
-        echo(f"[1/4] synthetic TCT patches: reusing {data}")
+        echo(f"[1/5] synthetic TCT patches: reusing {data}")
 
     slides = []
     suffix = {"aperio": ".svs", "tiff": ".tiff", "ome": ".ome.tiff"}
     for label, fmt, seed in DEMO_SLIDES:
         path = root / "slides" / f"{label.lower()}_{fmt}{suffix[fmt]}"
         if not (path.is_file() and cells_path_for(path).is_file()):
-            echo(f"[2/4] synthetic {label} slide ({fmt}, {slide_size} x {slide_size} px) -> {path}")
+            echo(f"[2/5] synthetic {label} slide ({fmt}, {slide_size} x {slide_size} px) -> {path}")
             path.parent.mkdir(parents=True, exist_ok=True)
             make_slide(path, size=(slide_size, slide_size), mpp=0.25, format=fmt, seed=seed, label=label)
         slides.append(path)
 
     model_dir = root / "model"
-    if retrain or not (model_dir / "model.json").is_file():
+    retrained = retrain or not (model_dir / "model.json").is_file()
+    if retrained:
         from cytolt.mm.train import export_model, train
 
         echo(
-            f"[3/4] training a Grad-Libra RetinaNet-R18 for {train_iters} iterations on the CPU (a few minutes)"
+            f"[3/5] training a Grad-Libra RetinaNet-R18 for {train_iters} iterations on the CPU (a few minutes)"
         )
         work_dir = train(
             configs_dir() / "tct" / DEMO_CONFIG,
@@ -102,14 +122,45 @@ def run_demo(
         )
         export_model(work_dir, model_dir)
     else:
-        echo(f"[3/4] detector: reusing {model_dir} (pass --retrain to train again)")
+        echo(f"[3/5] detector: reusing {model_dir} (pass --retrain to train again)")
+
+    if retrained or not (model_dir / SCORER_FILE).is_file():
+        calib = []
+        for label, seed in CALIBRATION_SLIDES:
+            path = root / "calibration" / f"{label.lower()}_{seed}.tiff"
+            if not (path.is_file() and cells_path_for(path).is_file()):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                side = min(CALIBRATION_SIZE, slide_size)
+                make_slide(path, size=(side, side), mpp=0.25, format="tiff", seed=seed, label=label)
+            calib.append(path)
+        echo(
+            f"[4/5] fitting the slide scorer on {len(calib)} labelled calibration slides -> {model_dir / SCORER_FILE}"
+        )
+        fit = fit_slide_scorer(
+            calib, [label for label, _ in CALIBRATION_SLIDES], model_dir, root / "calibration_run"
+        )
+        for name, entry in fit.report.items():
+            if "threshold" in entry:
+                echo(
+                    f"      {name:<8} threshold {entry['threshold']:.3f} (sensitivity {entry['sensitivity']:.2f}, "
+                    f"specificity {entry['specificity']:.2f} on the calibration slides)"
+                )
+        echo(
+            f"      calibration slides called right: {fit.accuracy:.0%} "
+            f"(default thresholds: {fit.accuracy_before:.0%})"
+        )
+    else:
+        echo(f"[4/5] slide scorer: reusing {model_dir / SCORER_FILE}")
 
     run_dir = root / "run"
-    echo(f"[4/4] screening {len(slides)} slides -> {run_dir}")
+    echo(f"[5/5] screening {len(slides)} slides -> {run_dir}")
     summary = screen_slides(slides, model_dir, run_dir)
     calls = {}
     for result, report_dir in zip(summary.results, summary.report_dirs, strict=True):
         report = json.loads((report_dir / "report.json").read_text())
         call = (report.get("score") or {}).get("category") or f"{report.get('status')}: {report.get('error')}"
         calls[Path(result.path).name] = str(call)
-    return DemoResult(data_dir=data, slides=slides, model_dir=model_dir, run_dir=run_dir, calls=calls)
+    labels = {path.name: label for path, (label, _, _) in zip(slides, DEMO_SLIDES, strict=True)}
+    return DemoResult(
+        data_dir=data, slides=slides, model_dir=model_dir, run_dir=run_dir, calls=calls, labels=labels
+    )

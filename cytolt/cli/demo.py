@@ -25,9 +25,9 @@ def demo(out, images, slide_size, train_iters, retrain) -> None:
         out, images=images, slide_size=slide_size, train_iters=train_iters, retrain=retrain, echo=click.echo
     )
     click.echo("")
-    click.echo("slide calls:")
+    click.echo("slide calls (made with the scorer fit on the calibration slides, never on these):")
     for name, call in result.calls.items():
-        click.echo(f"  {name:<28} {call}")
+        click.echo(f"  {name:<28} {call:<10} (slide made as {result.labels[name]})")
     click.echo("")
     click.echo(f"run folder:  {result.run_dir}")
     click.echo(f"summary:     {result.run_dir / 'summary.csv'}")

@@ -20,7 +20,7 @@ def test_demo_runs_end_to_end_and_reuses_its_outputs(tmp_path):
     args = ["demo", "--out", str(tmp_path), "--images", "40", "--slide-size", "1536", "--train-iters", "4"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "slide calls:" in result.output
+    assert "slide calls (made with the scorer fit" in result.output
     reports = sorted(tmp_path.glob("run/*/report.json"))
     assert len(reports) == 3
     for path in reports:
@@ -29,7 +29,12 @@ def test_demo_runs_end_to_end_and_reuses_its_outputs(tmp_path):
         assert report["score"]["category"]
     assert (tmp_path / "run" / "summary.csv").is_file()
     assert (tmp_path / "model" / "model.safetensors").is_file()
+    scorer = json.loads((tmp_path / "model" / "scorer.json").read_text())  # fit on the calibration slides
+    assert scorer["class_names"] and set(scorer["thresholds"]) == set(scorer["class_names"])
+    assert len(list((tmp_path / "calibration").glob("*.tiff"))) == 8
+    assert "(slide made as HSIL)" in result.output
 
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0, again.output
-    assert "[3/4] detector: reusing" in again.output
+    assert "[3/5] detector: reusing" in again.output
+    assert "[4/5] slide scorer: reusing" in again.output
