@@ -289,6 +289,8 @@ def _screen_on_dask(
     """Screen ``slides[i] for i in todo`` on Dask; the results are stored and reported here as they arrive."""
     from cytolt.screen.distributed import dask_client, screen_on_cluster
 
+    if not todo:  # everything kept by resume: no cluster to start
+        return
     slides = [writer.slides[i] for i in todo]
     ids = []
     for path in slides:
