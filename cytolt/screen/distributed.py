@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -103,7 +105,7 @@ def dask_client(
         "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
         "distributed.scheduler.worker-saturation": 1.0,
     }
-    with dask.config.set(config):
+    with dask.config.set(config), _workers_ignore_ctrl_c():
         cluster = LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,
@@ -114,6 +116,26 @@ def dask_client(
         )
     with cluster, Client(cluster) as client:  # the default client: as_completed looks it up
         yield client, max(1, (os.cpu_count() or 1) // n_workers)
+
+
+@contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start processes that ignore SIGINT: Ctrl-C in a terminal reaches the whole process group, and this process
+    alone should handle it (cancel, close the cluster) instead of every worker printing a traceback.
+
+    An ignored signal stays ignored in a spawned child, and Python installs its KeyboardInterrupt handler only
+    over the default one. Workers a nanny restarts later handle SIGINT as usual.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+    ):  # signal.signal works in the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def screen_task(
