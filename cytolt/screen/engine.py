@@ -256,13 +256,13 @@ def screen_slide(
     clock = _Clock()
     path = Path(slide.path) if isinstance(slide, Slide) else Path(slide)
     slide_id = None
-    if store is not None:
-        with clock("store"):
-            slide_id = store.add_slide(path, content_hash=slide_fingerprint(path), run_id=run_id)
-            store.set_slide_status(slide_id, "running", error=None)
     owned = not isinstance(slide, Slide)
     handle: Slide | None = None
     try:
+        if store is not None:  # inside the try: a Ctrl-C between the two writes still marks the slide
+            with clock("store"):
+                slide_id = store.add_slide(path, content_hash=slide_fingerprint(path), run_id=run_id)
+                store.set_slide_status(slide_id, "running", error=None)
         with clock("open"):
             handle = open_slide(path) if owned else slide  # type: ignore[assignment]
         assert handle is not None
