@@ -20,7 +20,7 @@ test: setup  ## ruff, then the whole test suite (napari tests under Xvfb)
 demo: setup  ## run the main job on built-in synthetic data; outputs in demo_out/
 	$(VENV)/bin/cytolt demo --out demo_out
 
-bench: setup  ## run every benchmark program in bench/ (each prints its headline ratio last)
+bench: demo  ## run every benchmark in bench/ (headline ratio last); the demo's model first (reused when there)
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
 lint: setup  ## ruff check and format check only
