@@ -119,6 +119,7 @@ def run_demo(
             work_dir=root / "work_dir",
             data_root=data,
             cfg_options={"train_cfg.max_iters": train_iters, "train_cfg.val_interval": train_iters},
+            quiet=True,
         )
         export_model(work_dir, model_dir)
     else:

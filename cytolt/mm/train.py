@@ -114,6 +114,7 @@ def train(
     resume: bool = False,
     launcher: str = "none",
     amp: bool | None = None,
+    quiet: bool = False,
 ) -> Path:
     """Train ``config`` and return the work_dir.
 
@@ -121,6 +122,8 @@ def train(
         resume: continue from the last checkpoint in work_dir (losses' state buffers and hooks included).
         launcher: "none" (one process) or "pytorch" (under ``torchrun``, one process per GPU).
         amp: mixed precision; ``None`` turns it on when CUDA is available.
+        quiet: mmengine logs warnings only (no config dump, no per-interval lines) and a progress bar
+            (:class:`~cytolt.mm.progress.TrainProgressHook`) shows iterations, ETA and loss instead.
     """
     from mmengine.runner import Runner
 
@@ -136,6 +139,9 @@ def train(
     if resume:
         cfg.resume = True
         cfg.load_from = None  # mmengine then finds work_dir/last_checkpoint
+    if quiet:
+        cfg.log_level = "WARNING"
+        cfg.custom_hooks = [*cfg.get("custom_hooks", []), dict(type="TrainProgressHook")]
     runner = Runner.from_cfg(cfg)
     runner.train()
     return Path(cfg.work_dir)

@@ -183,3 +183,15 @@ def test_shorter_run_moves_the_schedule_with_it():
     assert cfg.train_cfg.val_interval == 300
     warmup = [s for s in cfg.param_scheduler if s["type"] == "LinearLR"][0]
     assert warmup["end"] == 50  # not tied to max_iters: unchanged
+
+
+def test_quiet_training_shows_a_progress_bar_instead_of_mmengine_logs(data, tmp_path, capfd):
+    from cytolt.mm.train import train
+
+    options = {**SHORT, "train_cfg.max_iters": 3, "train_cfg.val_interval": 3}
+    train(CONFIG, work_dir=tmp_path / "quiet", data_root=data, cfg_options=options, quiet=True)
+    out, err = capfd.readouterr()
+    assert "3/3" in err and "training" in err  # the bar reached the end
+    assert "Config:" not in out + err and "Iter(train)" not in out + err  # no config dump, no log lines
+    assert "lt/AP" not in out + err  # validation metrics go to the run folder, not the console
+    assert list((tmp_path / "quiet").glob("*/vis_data/scalars.json"))  # ...here
