@@ -142,7 +142,10 @@ def cli_script(slides: Sequence[Path], *, delay: float) -> str:
     ``slides`` standing in for ``cytolt.detect.load``: for tests that signal a real process."""
     return "\n".join(
         [
-            "import sys",
+            "import signal, sys",
+            # A shell starts background jobs with SIGINT ignored, and the ignore is inherited (a CI runner or
+            # `make test &`): this process stands for a command typed in a terminal, so it takes Ctrl-C.
+            "signal.signal(signal.SIGINT, signal.default_int_handler)",
             f"sys.path.insert(0, {str(Path(__file__).parent)!r})",
             "import torch",
             "torch.set_num_threads(1)",
