@@ -15,10 +15,11 @@ import cytolt.detect
 from cytolt.cli.screen import EXIT_SOME_FAILED, screen
 from cytolt.report import validate_report
 from cytolt.store import DetectionStore, check_qupath_geojson, to_geojson
-from cytolt.synth import CLASSES, make_slide
+from cytolt.synth import make_slide
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "screen"))
 from _screen_oracle import OracleSequence  # noqa: E402
+from _tile_oracle import write_model_dir  # noqa: E402
 
 TILE = ["--tile-size", "256", "--overlap", "128", "--batch-size", "4", "--read-threads", "1"]
 
@@ -36,12 +37,7 @@ def slides(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
     """A folder that passes read_model_info; `load` is replaced by the oracle in each test."""
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "model.json").write_text(json.dumps({"classes": list(CLASSES), "mpp": 0.5}))
-    (folder / "model.safetensors").write_bytes(b"")
-    (folder / "config.py").write_text("")
-    return folder
+    return write_model_dir(tmp_path / "model")
 
 
 def _use_oracle(monkeypatch: pytest.MonkeyPatch, screened: list[Path]) -> OracleSequence:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,10 @@ from cytolt.screen.calibrate import BETHESDA_CATEGORIES, category_for, fit_slide
 from cytolt.screen.engine import default_scorer
 from cytolt.store import DetectionStore
 from cytolt.synth import CLASSES, make_slide
-from tests.screen._screen_oracle import OracleSequence
+
+sys.path.insert(0, str(Path(__file__).parent))  # the oracles import each other by module name
+from _screen_oracle import OracleSequence  # noqa: E402
+from _tile_oracle import write_model_dir  # noqa: E402
 
 TILE = {"tile_size": 256, "overlap": 128, "batch_size": 4, "workers": 1}
 LABELS = ("NILM", "HSIL", "LSIL", "NILM")
@@ -53,12 +57,7 @@ def slides(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "model.json").write_text(json.dumps({"classes": list(CLASSES), "mpp": 0.5}))
-    (folder / "model.safetensors").write_bytes(b"")
-    (folder / "config.py").write_text("")
-    return folder
+    return write_model_dir(tmp_path / "model")  # model.json with mpp 0.5; `load` is patched per test
 
 
 def _use_dim_oracle(monkeypatch: pytest.MonkeyPatch, screened: list[Path], factor: float = 0.5) -> None:
