@@ -192,6 +192,38 @@ def _input_mpp(ann_file: str | None) -> float | None:
     return float(info["mpp"]) if "mpp" in info else None
 
 
+def train_dataset_cfg(cfg: Config) -> dict[str, Any]:
+    """The training dataset's config, unwrapped from dataset wrappers (RFS's ClassBalancedDataset, ...)."""
+    dataset = cfg.train_dataloader.dataset
+    while "dataset" in dataset and "ann_file" not in dataset:
+        dataset = dataset.dataset
+    return dataset
+
+
+def train_classes(cfg: Config) -> list[str]:
+    """The class names a config trains, in label order.
+
+    From the config's ``classes``, else the training dataset's ``metainfo``, else the dataset class's own
+    ``METAINFO`` (LVIS configs name no classes: ``LVISV1Dataset`` holds its 1,203).
+    """
+    if cfg.get("classes"):
+        return list(cfg.classes)
+    dataset = train_dataset_cfg(cfg)
+    metainfo = dataset.get("metainfo") or {}
+    if metainfo.get("classes"):
+        return list(metainfo["classes"])
+    from mmdet.registry import DATASETS
+
+    cls = DATASETS.get(dataset.get("type", ""))
+    classes = getattr(cls, "METAINFO", {}).get("classes") if cls is not None else None
+    if not classes:
+        raise ValueError(
+            f"cannot tell the classes of {cfg.filename}: no `classes`, no train dataset metainfo, and dataset "
+            f"type {dataset.get('type')!r} has no METAINFO classes"
+        )
+    return list(classes)
+
+
 def export_model(work_dir: str | Path, out: str | Path, *, checkpoint: str | Path | None = None) -> Path:
     """Write a self-contained model folder from a training run.
 
@@ -214,9 +246,10 @@ def export_model(work_dir: str | Path, out: str | Path, *, checkpoint: str | Pat
     with trusted_torch_load(ckpt):
         state = torch.load(ckpt, map_location="cpu")
     weights = {k: v.detach().contiguous().clone() for k, v in state["state_dict"].items()}
-    classes = list(cfg.get("classes") or cfg.train_dataloader.dataset.metainfo["classes"])
+    classes = train_classes(cfg)
     palette = cfg.get("metainfo", {}).get("palette")
-    train_ann = str(Path(cfg.train_dataloader.dataset.data_root) / cfg.train_dataloader.dataset.ann_file)
+    dataset = train_dataset_cfg(cfg)
+    train_ann = str(Path(dataset.get("data_root") or "") / dataset.ann_file)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_cfg = Config(dict(model=cfg.model.to_dict(), custom_imports=cfg.get("custom_imports")))

@@ -193,5 +193,34 @@ def test_quiet_training_shows_a_progress_bar_instead_of_mmengine_logs(data, tmp_
     out, err = capfd.readouterr()
     assert "3/3" in err and "training" in err  # the bar reached the end
     assert "Config:" not in out + err and "Iter(train)" not in out + err  # no config dump, no log lines
-    assert "lt/AP" not in out + err  # validation metrics go to the run folder, not the console
-    assert list((tmp_path / "quiet").glob("*/vis_data/scalars.json"))  # ...here
+    assert "lt/AP" not in out + err  # validation metrics go to the run folder's logs, not the console
+
+
+def test_train_classes_come_from_the_config_or_its_dataset_class():
+    from mmengine.config import Config
+
+    from cytolt.mm.train import train_classes, train_dataset_cfg
+    from cytolt.synth import CLASSES
+
+    assert train_classes(Config.fromfile(str(CONFIG))) == list(CLASSES)  # metainfo in the TCT base
+    # LVIS configs name no classes: LVISV1Dataset's own 1,203
+    lvis = Config.fromfile(str(ROOT / "configs" / "lvis" / "mask_rcnn_r50_fpn_rfs_1x.py"))
+    classes = train_classes(lvis)
+    assert len(classes) == 1203 and classes[0] == "aerosol_can"
+    # ... also behind a dataset wrapper (mmdet's ClassBalancedDataset form of RFS)
+    wrapped = Config(
+        dict(
+            train_dataloader=dict(
+                dataset=dict(
+                    type="ClassBalancedDataset",
+                    oversample_thr=1e-3,
+                    dataset=lvis.train_dataloader.dataset.to_dict(),
+                )
+            )
+        )
+    )
+    assert train_dataset_cfg(wrapped).type == "LVISV1Dataset"
+    assert train_classes(wrapped) == classes
+    bad = Config(dict(train_dataloader=dict(dataset=dict(type="NoSuchDataset", ann_file="a.json"))))
+    with pytest.raises(ValueError, match="cannot tell the classes"):
+        train_classes(bad)
