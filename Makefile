@@ -21,7 +21,7 @@ demo: setup  ## run the main job on built-in synthetic data; outputs in demo_out
 	$(VENV)/bin/cytolt demo --out demo_out
 
 bench: demo  ## run every benchmark in bench/ (headline ratio last); the demo's model first (reused when there)
-	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+	@set -e; for b in bench/bench_*.py plugins/napari-cytolt/bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
 lint: setup  ## ruff check and format check only
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
