@@ -66,63 +66,15 @@ def loss_configs() -> dict[str, dict]:
 
 
 def model_config(loss_cls: dict) -> dict:
-    """The narrow RetinaNet of ARCHITECTURE.md: ResNet-18 with 32 base channels, FPN 64 at strides 8/16/32,
-    a 2-conv GroupNorm head, anchors 16-101 px."""
-    return dict(
-        type="RetinaNet",
-        data_preprocessor=dict(
-            type="DetDataPreprocessor",
-            mean=[123.675, 116.28, 103.53],
-            std=[58.395, 57.12, 57.375],
-            bgr_to_rgb=False,
-        ),
-        backbone=dict(
-            type="ResNet",
-            depth=18,
-            base_channels=32,
-            num_stages=4,
-            out_indices=(1, 2, 3),
-            frozen_stages=-1,
-            norm_cfg=dict(type="BN", requires_grad=True),
-            norm_eval=False,
-            style="pytorch",
-        ),
-        neck=dict(type="FPN", in_channels=[64, 128, 256], out_channels=64, num_outs=3),
-        bbox_head=dict(
-            type="RetinaHead",
-            num_classes=NUM_CLASSES,
-            in_channels=64,
-            feat_channels=64,
-            stacked_convs=2,
-            norm_cfg=dict(type="GN", num_groups=16, requires_grad=True),
-            anchor_generator=dict(
-                type="AnchorGenerator",
-                octave_base_scale=2,
-                scales_per_octave=3,
-                ratios=[0.5, 1.0, 2.0],
-                strides=[8, 16, 32],
-            ),
-            bbox_coder=dict(type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[1.0] * 4),
-            loss_cls=loss_cls,
-            loss_bbox=dict(type="L1Loss", loss_weight=1.0),
-        ),
-        train_cfg=dict(
-            assigner=dict(
-                type="MaxIoUAssigner", pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0, ignore_iof_thr=-1
-            ),
-            sampler=dict(type="PseudoSampler"),
-            allowed_border=-1,
-            pos_weight=-1,
-            debug=False,
-        ),
-        test_cfg=dict(
-            nms_pre=1000,
-            min_bbox_size=0,
-            score_thr=0.05,
-            nms=dict(type="nms", iou_threshold=0.5),
-            max_per_img=100,
-        ),
-    )
+    """The narrow RetinaNet-R18 the CPU configs train (configs/tct/_base_/models/retinanet_r18.py: ResNet-18
+    with 32 base channels, FPN 64 at strides 8/16/32, a 2-conv GroupNorm head), with ``loss_cls`` and
+    NUM_CLASSES swapped in."""
+    from mmengine.config import Config
+
+    model = Config.fromfile(str(ROOT / "configs" / "tct" / "_base_" / "models" / "retinanet_r18.py")).model
+    model = model.to_dict()
+    model["bbox_head"].update(num_classes=NUM_CLASSES, loss_cls=loss_cls)
+    return model
 
 
 def fixed_batch(device: torch.device, *, batch: int = 2, size: int = 256) -> tuple[torch.Tensor, list]:
