@@ -39,11 +39,11 @@ from typing import TYPE_CHECKING, Any
 from cytolt.io import SlideError, open_slide
 from cytolt.screen.engine import (
     SlideResult,
-    _counts,
-    _model_name,
     check_params,
+    class_counts,
     default_overlap,
     default_scorer,
+    detector_name,
     error_message,
     failed_result,
     screen_slide,
@@ -164,9 +164,14 @@ def screen_slides(
     from cytolt.screen.inputs import model_identity
     from cytolt.store import DetectionStore
 
-    check_params(tile_size=tile_size, overlap=overlap, batch_size=batch_size, workers=workers, merge=merge)
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be positive seconds or None; got {timeout}")
+    check_params(
+        tile_size=tile_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        workers=workers,
+        merge=merge,
+        timeout=timeout,
+    )
     if dask_workers is not None and scheduler is not None:
         raise ValueError("give dask_workers (a local cluster) or scheduler (an existing one), not both")
     on_dask = dask_workers is not None or scheduler is not None
@@ -182,7 +187,7 @@ def screen_slides(
             "a detector object runs in this process only: give a model folder (and detector_factory)"
         )
     else:
-        model_dir, info, factory, model_name = None, model.info, None, _model_name(model)
+        model_dir, info, factory, model_name = None, model.info, None, detector_name(model)
     if scorer is None:
         scorer = (_model_scorer(model_dir) if model_dir is not None else None) or default_scorer(info)
     detector = None
@@ -392,7 +397,7 @@ def _stored_result(
         tiles_total=grid.total,
         detections=dets,
         class_names=tuple(info.classes),
-        counts=_counts(dets, info.classes),
+        counts=class_counts(dets, info.classes),
         score=None if scorer is None else scorer.score(dets),
         timings=record.timings,
         slide_id=sid,

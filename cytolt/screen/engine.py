@@ -49,6 +49,8 @@ __all__ = [
     "SlideResult",
     "SlideTimeout",
     "check_params",
+    "class_counts",
+    "detector_name",
     "error_message",
     "default_overlap",
     "default_scorer",
@@ -164,7 +166,15 @@ def slide_fingerprint(path: str | os.PathLike[str]) -> str | None:
     return "sha256:" + digest.hexdigest()
 
 
-def check_params(*, tile_size: int, overlap: int | None, batch_size: int, workers: int, merge: str) -> None:
+def check_params(
+    *,
+    tile_size: int,
+    overlap: int | None,
+    batch_size: int,
+    workers: int,
+    merge: str,
+    timeout: float | None = None,
+) -> None:
     """Raise ValueError for arguments :func:`screen_slide` cannot use (checked before any file is touched)."""
     if merge not in MERGE_METHODS:
         raise ValueError(f"merge must be one of {', '.join(map(repr, MERGE_METHODS))}; got {merge!r}")
@@ -174,6 +184,8 @@ def check_params(*, tile_size: int, overlap: int | None, batch_size: int, worker
         )
     if overlap is not None and not 0 <= overlap < tile_size:
         raise ValueError(f"overlap must be in [0, {tile_size}) for tile_size {tile_size}; got {overlap}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be positive seconds or None; got {timeout}")
 
 
 def tile_grid(slide: Slide, *, tile_size: int, overlap: int, mpp: float | None) -> TileGrid:
@@ -246,9 +258,14 @@ def screen_slide(
         SlideTimeout: ``timeout`` ran out (recorded as "failed" too).
         ValueError: a bad argument, or a detector that returns the wrong number of results.
     """
-    check_params(tile_size=tile_size, overlap=overlap, batch_size=batch_size, workers=workers, merge=merge)
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be positive seconds or None; got {timeout}")
+    check_params(
+        tile_size=tile_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        workers=workers,
+        merge=merge,
+        timeout=timeout,
+    )
     read_mpp = mpp if mpp is not None else detector.info.mpp
     if overlap is None:
         overlap = min(default_overlap(read_mpp), tile_size // 2)
@@ -281,7 +298,7 @@ def screen_slide(
                 for d, (x, y, _, _) in zip(per_tile, grid.xywh, strict=True)
             ]
             merged = merge_tiles(placed, grid.xywh, method=merge)
-        counts = _counts(merged, class_names)
+        counts = class_counts(merged, class_names)
         score = None
         if scorer is not None:
             with clock("score"):
@@ -309,7 +326,7 @@ def screen_slide(
             timings=timings,
             slide_id=slide_id,
             vendor=handle.vendor,
-            model_name=_model_name(detector),
+            model_name=detector_name(detector),
         )
     except BaseException as exc:
         if store is not None and slide_id is not None:
@@ -337,7 +354,7 @@ def failed_result(
         class_names=() if detector is None else tuple(detector.info.classes),
         slide_id=slide_id,
         timings=dict(timings or {}),
-        model_name=None if detector is None else _model_name(detector),
+        model_name=None if detector is None else detector_name(detector),
     )
 
 
@@ -419,7 +436,8 @@ def _scale(slide: Slide, grid: TileGrid) -> tuple[float, float]:
     return grid.mpp[0] / slide.mpp[0], grid.mpp[1] / slide.mpp[1]
 
 
-def _counts(dets: Detections, class_names: Sequence[str]) -> dict[str, int]:
+def class_counts(dets: Detections, class_names: Sequence[str]) -> dict[str, int]:
+    """Detections per class name, every class present (zero included); ValueError for an unknown label."""
     labels = dets.labels.cpu().numpy()
     if len(labels) and (labels.min() < 0 or labels.max() >= len(class_names)):
         raise ValueError(
@@ -429,5 +447,6 @@ def _counts(dets: Detections, class_names: Sequence[str]) -> dict[str, int]:
     return {name: int(n[i]) for i, name in enumerate(class_names)}
 
 
-def _model_name(detector: Detector) -> str:
+def detector_name(detector: Detector) -> str:
+    """The model folder's name, or the detector's class name when it has no folder."""
     return Path(detector.info.path).name or type(detector).__name__
