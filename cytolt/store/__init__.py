@@ -2,6 +2,7 @@
 
 from cytolt.store.export import to_coco_results, to_csv, to_geojson
 from cytolt.store.geojson import check_qupath_geojson
+from cytolt.store.run_folder import RunFolder
 from cytolt.store.store import DECISIONS, SLIDE_STATUSES, DetectionStore, Review, SlideRecord, detection_keys
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "SLIDE_STATUSES",
     "DetectionStore",
     "Review",
+    "RunFolder",
     "SlideRecord",
     "check_qupath_geojson",
     "detection_keys",
