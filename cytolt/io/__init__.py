@@ -4,12 +4,14 @@
     tissue_mask(slide) -> TissueMask   low-resolution foreground (cells on a pale background)
     TileGrid(slide, tile_size=...)     level-0 tiles, empty ones skipped, row-major
     TileStream(grid)                   parallel read + decode, bounded prefetch, uint8 (B, 3, H, W) batches
+    slide_pyramid(slide)               one lazy (H, W, 3) SlideLevelArray per level (napari's multiscale data)
 
 Importing this package imports neither torch (only iterating a TileStream does) nor mmdet or napari.
 """
 
 from cytolt.io.errors import SlideError
 from cytolt.io.grid import Tile, TileGrid
+from cytolt.io.pyramid import SlideLevelArray, slide_pyramid
 from cytolt.io.slide import BACKEND_CHOICES, Slide, SlideSpec, open_slide
 from cytolt.io.stream import TileBatch, TileStream
 from cytolt.io.tissue import TissueMask, tissue_mask
@@ -18,6 +20,7 @@ __all__ = [
     "BACKEND_CHOICES",
     "Slide",
     "SlideError",
+    "SlideLevelArray",
     "SlideSpec",
     "Tile",
     "TileBatch",
@@ -25,5 +28,6 @@ __all__ = [
     "TileStream",
     "TissueMask",
     "open_slide",
+    "slide_pyramid",
     "tissue_mask",
 ]
