@@ -7,13 +7,13 @@ opens anywhere, mailed or archived, and fetches nothing (no URL at all). Slide p
 the plot PNG: as PNG, the thumbnail and gallery of a synthetic slide took 3.5 MB per page, as JPEG 0.65 MB (2048 px HSIL slide, 69 images).
 
 Crops cover a cell and its surroundings: ``crop_px`` pixels at the model's mpp (64 um at 0.5 um/px), or 1.5x
-the cell when it is larger, read from the pyramid level nearest that scale and shown at ``crop_px``.
+the cell when it is larger, read from the pyramid level nearest that scale and shown at ``crop_px``
+(:func:`cytolt.report.thumbnails.cell_thumbnail`, which the napari review widget's gallery uses too).
 """
 
 from __future__ import annotations
 
 import base64
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +24,7 @@ import numpy as np
 
 from cytolt.io import Slide, SlideError, open_slide
 from cytolt.report.json_report import class_colors, validate_report
+from cytolt.report.thumbnails import cell_thumbnail
 
 __all__ = ["write_html"]
 
@@ -146,19 +147,9 @@ def _thumbnail_png(
 def _gallery_item(
     slide: Slide, cell: Mapping[str, Any], color: tuple[int, int, int], crop_l0: float, crop_px: int
 ) -> dict[str, Any]:
-    x0, y0, x1, y1 = cell["box"]
-    side = max(crop_l0, CROP_CONTEXT * max(x1 - x0, y1 - y0), 1.0)
-    left, top = (x0 + x1 - side) / 2, (y0 + y1 - side) / 2
-    level = slide.best_level_for_downsample(side / crop_px)
-    ds = slide.level_downsamples[level]
-    n = max(1, math.ceil(side / ds))
-    region = slide.read_region((int(math.floor(left)), int(math.floor(top))), level, (n, n))
-    crop = np.ascontiguousarray(cv2.resize(region, (crop_px, crop_px), interpolation=cv2.INTER_AREA))
-    f = crop_px / (n * ds)  # crop px per level-0 px
-    ox, oy = math.floor(left), math.floor(top)
-    p0 = (int(round((x0 - ox) * f)), int(round((y0 - oy) * f)))
-    p1 = (int(round((x1 - ox) * f)), int(round((y1 - oy) * f)))
-    cv2.rectangle(crop, p0, p1, tuple(int(v) for v in color), 1)
+    crop = cell_thumbnail(
+        slide, cell["box"], size=crop_px, context=CROP_CONTEXT, min_side=crop_l0, color=color
+    )
     return {**cell, "src": _data_uri(crop, "jpeg")}
 
 
