@@ -150,7 +150,7 @@ def _run(args: argparse.Namespace, tmp: Path, display: str) -> dict:
     from qtpy.QtWidgets import QApplication
 
     from cytolt import __version__
-    from cytolt.review import make_demo_run
+    from cytolt.demo_run import make_demo_run
 
     t0 = time.perf_counter()
     big = make_demo_run(

@@ -12,7 +12,9 @@ from pathlib import Path
 import cv2  # noqa: E402, F401, I001
 import pytest
 
-from cytolt.review import RUN_STORE, RunSlide, make_demo_run, open_run
+from cytolt.demo_run import make_demo_run
+from cytolt.review import RunSlide, open_run
+from cytolt.store import RunFolder
 
 if "cv2" in Path(os.environ.get("QT_QPA_PLATFORM_PLUGIN_PATH", "")).parts:
     del os.environ["QT_QPA_PLATFORM_PLUGIN_PATH"]
@@ -32,7 +34,7 @@ def demo_run(_demo_run_master: RunSlide, tmp_path: Path) -> RunSlide:
     """A run folder of its own (reviews written by one test never reach another); the slide is shared."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    shutil.copy2(_demo_run_master.store_path, run_dir / RUN_STORE)
+    shutil.copy2(_demo_run_master.store_path, RunFolder(run_dir).store_path)
     return open_run(run_dir)
 
 

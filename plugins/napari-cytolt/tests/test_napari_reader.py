@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from napari_cytolt._reader import napari_get_reader, read_run
+from napari_cytolt._reader import layer_info, napari_get_reader, read_run
 
-from cytolt.io import open_slide
-from cytolt.review import SlideLevelArray, make_demo_run
+from cytolt.demo_run import make_demo_run
+from cytolt.io import SlideLevelArray, open_slide
 from cytolt.store import DetectionStore
 
 
@@ -73,9 +73,10 @@ def test_run_folder_opens_its_slide_and_detections(demo_run):
     colors = points_kw["border_color"]
     first = {int(lab): tuple(c) for lab, c in zip(dets.labels.tolist(), colors.tolist(), strict=True)}
     assert len(set(first.values())) == len(first)
-    for kw in (image_kw, points_kw):
-        assert kw["metadata"]["cytolt"]["store"] == str(demo_run.store_path)
-        assert kw["metadata"]["cytolt"]["slide_id"] == demo_run.slide_id
+    for kw, role in ((image_kw, "slide"), (points_kw, "detections")):
+        info = layer_info(kw["metadata"])
+        assert info.role == role and info.run == demo_run  # the typed run slide, not strings
+    assert layer_info(image_kw["metadata"]).slide_path == demo_run.slide_path
 
 
 def test_run_folder_finds_a_moved_slide_and_warns_when_it_is_gone(tmp_path):
@@ -83,7 +84,7 @@ def test_run_folder_finds_a_moved_slide_and_warns_when_it_is_gone(tmp_path):
     beside = run.run_dir.parent / run.name
     run.slide_path.rename(beside)  # the slides were moved next to the run folder
     layers = read_run(run.run_dir)
-    assert layers[0][1]["metadata"]["cytolt"]["slide_path"] == str(beside)
+    assert layer_info(layers[0][1]["metadata"]).slide_path == beside
     assert len(layers[1][0]) > 0
     beside.unlink()
     reader = napari_get_reader(str(run.run_dir))

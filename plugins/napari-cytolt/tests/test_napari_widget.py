@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from napari_cytolt._reader import layer_info
 
-from cytolt.review import make_demo_run
+from cytolt.demo_run import make_demo_run
 from cytolt.store import DetectionStore, check_qupath_geojson
 
 pytestmark = pytest.mark.napari
@@ -105,7 +106,7 @@ def test_switching_to_another_slide_of_the_run(make_napari_viewer, demo_run, tmp
     assert widget.slides.count() == 2
     widget.open_slide(second.slide_id)
     assert widget.run.slide_id == second.slide_id and widget.run.name == second.name
-    roles = sorted(lyr.metadata["cytolt"]["role"] for lyr in viewer.layers)
+    roles = sorted(layer_info(lyr.metadata).role for lyr in viewer.layers)
     assert roles == ["detections", "slide"]  # the first slide's layers are gone
     assert viewer.layers[0].data.shapes[0] == (512, 512, 3)
     assert widget.slides.currentData() == second.slide_id
@@ -150,9 +151,7 @@ def test_jumping_centres_the_camera_on_the_cell(make_napari_viewer, demo_run, qt
         assert np.isclose(viewer.camera.zoom * side_um, min(viewer.canvas.size) / 4, rtol=1e-3)
         assert widget.gallery_class.currentData() == item.class_name
         assert widget.gallery.currentRow() == item.rank
-        [highlight] = [
-            lyr for lyr in viewer.layers if lyr.metadata.get("cytolt", {}).get("role") == "highlight"
-        ]
+        [highlight] = [lyr for lyr in viewer.layers if layer_info(lyr.metadata).role == "highlight"]
         corners = highlight.data[0] + 0.5
         assert np.allclose(corners.min(axis=0), (y0, x0), atol=1e-3)
         assert np.allclose(corners.max(axis=0), (y1, x1), atol=1e-3)

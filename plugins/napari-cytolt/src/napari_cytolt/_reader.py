@@ -1,38 +1,41 @@
 """npe2 reader: whole-slide images (lazy multiscale pyramid in microns) and cytolt run folders.
 
 ``napari_get_reader(path)`` returns a reader function or None; it never raises, so napari can try the next
-plugin. A slide opens as one RGB multiscale image layer whose ``scale`` is the slide's microns per pixel
-(units "um"), so napari's scale bar reads true lengths. A run folder (``RUN_DIR``, ``RUN_DIR/run.sqlite`` or
-``RUN_DIR/<slide stem>``) opens its slide plus a points layer of its detections; both layers carry
-``metadata["cytolt"]`` (run folder, store, slide id) for the review widget and the writer.
+plugin. A slide (a file name in :data:`cytolt.io.formats.SLIDE_SUFFIXES`) opens as one RGB multiscale image
+layer whose ``scale`` is the slide's microns per pixel (units "um"), so napari's scale bar reads true lengths.
+A run folder (anything :meth:`cytolt.store.RunFolder.locate` accepts: ``RUN_DIR``, ``RUN_DIR/run.sqlite``,
+``RUN_DIR/<slide folder>``) opens its slide plus a points layer of its detections. Every layer this plugin
+makes carries a :class:`LayerInfo` as ``metadata["cytolt"]`` (its role and, for a run, the
+:class:`~cytolt.review.RunSlide`), which the review widget and the writer read.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from cytolt.io import Slide
-from cytolt.review import (
-    SLIDE_EXTENSIONS,
-    DetectionTable,
-    RunSlide,
-    class_colors,
-    detection_table,
-    open_run,
-    open_slide_quiet,
-    run_dir_of,
-    slide_pyramid,
-)
-from cytolt.store import DetectionStore
+from cytolt.io import Slide, SlideError, open_slide, slide_pyramid
+from cytolt.io.formats import is_slide_name
+from cytolt.review import DetectionTable, RunSlide, class_colors, detection_table, open_run, run_params
+from cytolt.store import DetectionStore, RunFolder
 
-__all__ = ["detections_layer_data", "napari_get_reader", "read_run", "read_slide", "slide_layer_data"]
+__all__ = [
+    "LayerInfo",
+    "detections_layer_data",
+    "layer_info",
+    "napari_get_reader",
+    "open_slide_quiet",
+    "read_run",
+    "read_slide",
+    "slide_layer_data",
+]
 
 LayerData = tuple[Any, dict[str, Any], str]
 ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
@@ -46,6 +49,34 @@ ANTIALIASING = 0
 # Markers never shrink below 4 screen px: at the whole-slide view each detection stays a visible coloured
 # square (vispy then draws a 2-px border) instead of vanishing.
 MIN_MARKER_PX = 4
+METADATA_KEY = "cytolt"  # layer.metadata[METADATA_KEY] is a LayerInfo
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What napari-cytolt knows about a layer it made, kept as ``layer.metadata["cytolt"]``.
+
+    ``role``: ``"slide"`` (the image), ``"detections"`` (the points) or ``"highlight"`` (the widget's current
+    cell); ``slide_path`` the slide file an image layer shows; ``run`` the run slide, for layers of a run folder.
+    """
+
+    role: Literal["slide", "detections", "highlight"]
+    slide_path: Path | None = None
+    run: RunSlide | None = None
+
+
+def layer_info(metadata: Mapping[str, Any]) -> LayerInfo | None:
+    """The :class:`LayerInfo` in a layer's metadata, None for layers napari-cytolt did not make."""
+    info = metadata.get(METADATA_KEY)
+    return info if isinstance(info, LayerInfo) else None
+
+
+def open_slide_quiet(path: str | os.PathLike[str]) -> Slide | None:
+    """``open_slide(path)`` or None when cytolt.io cannot read it (for readers, which must never raise)."""
+    try:
+        return open_slide(path)
+    except (SlideError, ValueError, OSError):
+        return None
 
 
 def napari_get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
@@ -59,10 +90,10 @@ def napari_get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
             if len(path) != 1:
                 return None  # a stack of slides is no slide
             path = path[0]
-        if run_dir_of(path) is not None:
+        if RunFolder.locate(path) is not None:
             return _run_reader
         p = Path(path)
-        if not (p.is_file() and p.name.lower().endswith(SLIDE_EXTENSIONS)):
+        if not (p.is_file() and is_slide_name(p)):
             return None
     except (OSError, TypeError, ValueError):
         return None
@@ -93,10 +124,11 @@ def _scale(mpp: tuple[float, float] | None) -> tuple[tuple[float, float], tuple[
     return (float(mpp[1]), float(mpp[0])), ("um", "um")
 
 
-def slide_layer_data(slide: Slide, *, metadata: dict[str, Any] | None = None) -> LayerData:
+def slide_layer_data(slide: Slide, *, run: RunSlide | None = None) -> LayerData:
     """A multiscale RGB image layer over a slide, in microns (level-0 pixel = ``scale`` = (mpp_y, mpp_x) um).
 
-    Without an mpp the scale is 1 (level-0 pixels) and napari shows pixel units.
+    Without an mpp the scale is 1 (level-0 pixels) and napari shows pixel units. ``run``: the run slide it
+    shows, recorded in the layer's :class:`LayerInfo`.
     """
     scale, units = _scale(slide.mpp)
     kwargs: dict[str, Any] = {
@@ -105,7 +137,7 @@ def slide_layer_data(slide: Slide, *, metadata: dict[str, Any] | None = None) ->
         "multiscale": True,
         "contrast_limits": (0, 255),
         "scale": scale,
-        "metadata": {"cytolt": {"role": "slide", "slide_path": str(slide.path), **(metadata or {})}},
+        "metadata": {METADATA_KEY: LayerInfo("slide", slide_path=slide.path, run=run)},
     }
     if units is not None:
         kwargs["units"] = units
@@ -118,13 +150,14 @@ def detections_layer_data(
     name: str,
     mpp: tuple[float, float] | None,
     colors: Sequence[Sequence[int]],
-    metadata: dict[str, Any] | None = None,
+    run: RunSlide | None = None,
 ) -> LayerData:
     """A points layer of detections: a square marker enclosing each box, its border coloured by class.
 
     ``colors`` (r, g, b) per label. Features: ``class`` (categorical, categories = class names in label
     order), ``score``, ``id`` (store row id), ``review`` ("" until a decision is made). Filter with
-    ``layer.shown`` (:func:`cytolt.review.shown_mask`).
+    ``layer.shown`` (:func:`cytolt.review.shown_mask`). ``run``: the run slide they belong to, recorded in the
+    layer's :class:`LayerInfo`.
     """
     names = list(table.class_names)
     n_labels = int(table.labels.max()) + 1 if len(table) else 0
@@ -154,7 +187,7 @@ def detections_layer_data(
         "antialiasing": ANTIALIASING,
         "features": features,
         "scale": scale,
-        "metadata": {"cytolt": {"role": "detections", **(metadata or {})}},
+        "metadata": {METADATA_KEY: LayerInfo("detections", run=run)},
     }
     if units is not None:
         kwargs["units"] = units
@@ -175,26 +208,17 @@ def read_run(path: str | os.PathLike[str], *, slide: int | str | None = None) ->
     opened = open_slide_quiet(run.slide_path)
     if opened is None:
         raise ValueError(f"{run.slide_path}: cytolt could not open the slide of run {run.run_dir}")
-    meta = _run_metadata(run)
     with DetectionStore(run.store_path, readonly=True) as store:
         table = detection_table(store, run.slide_id)
+        params = run_params(store, run.slide_id)
     mpp = opened.mpp or run.mpp
     return [
-        slide_layer_data(opened, metadata=meta),
+        slide_layer_data(opened, run=run),
         detections_layer_data(
             table,
             name=f"{run.name} detections",
             mpp=mpp,
-            colors=class_colors(table.class_names, report_path=run.report_path),
-            metadata=meta,
+            colors=class_colors(table.class_names, report_path=run.report_path, run_params=params),
+            run=run,
         ),
     ]
-
-
-def _run_metadata(run: RunSlide) -> dict[str, Any]:
-    return {
-        "run_dir": str(run.run_dir),
-        "store": str(run.store_path),
-        "slide_id": run.slide_id,
-        "slide_name": run.name,
-    }

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cytolt.review import cached_demo_run
+from cytolt.demo_run import cached_demo_run
 from napari_cytolt._reader import LayerData, read_run
 
 __all__ = ["sample_cache_dir", "sample_run"]
 
-# Bump when the sample's recipe changes, so an old cache is not reused.
-SAMPLE_VERSION = 1
+# Bump when the sample's recipe changes, so an old cache is not reused (2: the run records its class colours).
+SAMPLE_VERSION = 2
 SAMPLE_SIZE = (8192, 6144)  # level-0 px at 0.25 um/px: 2 x 1.5 mm, written in about 2 s on 2 cores
 
 

@@ -1,6 +1,7 @@
 """Review widget: slide summary, class filter, per-class gallery, jump to a cell, decisions into the run's store.
 
-The widget attaches to the detections layer a cytolt run folder opened (``metadata["cytolt"]``) and wraps
+The widget attaches to the detections layer a cytolt run folder opened (its ``metadata["cytolt"]`` is a
+:class:`~napari_cytolt._reader.LayerInfo` holding the :class:`~cytolt.review.RunSlide`) and wraps
 :mod:`cytolt.review` (queue, summary, thumbnails) and :mod:`cytolt.store` (reviews, exports), which need no
 napari. Every decision is written to ``run.sqlite`` at once (``DetectionStore.add_review``: reviewer, UTC
 time), so closing napari loses nothing.
@@ -12,6 +13,7 @@ previous cell. They shadow napari's layer shortcuts on the same keys while the w
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import sqlite3
@@ -43,22 +45,21 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from cytolt.io import Slide
+from cytolt.io import Slide, SlideLevelArray
 from cytolt.review import (
     QueueItem,
     ReviewQueue,
     RunSlide,
-    SlideLevelArray,
     SlideSummary,
     cell_thumbnail,
     class_colors,
     open_run,
-    open_slide_quiet,
+    run_params,
     shown_mask,
     slide_summary,
 )
-from cytolt.store import DetectionStore, Review, to_csv, to_geojson
-from napari_cytolt._reader import read_run
+from cytolt.store import DetectionStore, Review, RunFolder, to_csv, to_geojson
+from napari_cytolt._reader import METADATA_KEY, layer_info, open_slide_quiet, read_run
 
 if TYPE_CHECKING:
     import napari
@@ -80,7 +81,14 @@ def _default_reviewer() -> str:
 
 
 def _role(layer: Layer) -> str | None:
-    return (layer.metadata.get("cytolt") or {}).get("role")
+    info = layer_info(layer.metadata)
+    return None if info is None else info.role
+
+
+def _run_folder(layer: Layer) -> RunFolder | None:
+    """The run folder of a layer napari-cytolt made for a run, else None."""
+    info = layer_info(layer.metadata)
+    return None if info is None or info.run is None else info.run.run_folder
 
 
 def _qimage(rgb: np.ndarray) -> QImage:
@@ -269,10 +277,13 @@ class ReviewWidget(QWidget):
             self.detach()
 
     def attach(self, points: Points) -> None:
-        """Review the run slide whose detections layer this is (``metadata["cytolt"]`` from the reader)."""
-        info = points.metadata["cytolt"]
+        """Review the run slide whose detections layer this is (its :class:`LayerInfo` from the reader)."""
+        info = layer_info(points.metadata)
+        if info is None or info.run is None:
+            raise ValueError(f"{points.name}: not a detections layer of a cytolt run folder")
         self.detach()
-        self.run = open_run(info["run_dir"], slide=int(info["slide_id"]))
+        # opened again: the run may have changed since the layer was read (a report written meanwhile)
+        self.run = open_run(info.run.run_dir, slide=info.run.slide_id)
         try:
             self.store = DetectionStore(self.run.store_path)
             self._say("")
@@ -282,9 +293,11 @@ class ReviewWidget(QWidget):
         self.points = points
         self.queue = ReviewQueue(self.store, self.run.slide_id, per_class=self.per_class)
         self.summary = slide_summary(self.run, self.store)
-        self._slide = self._find_slide(info)
+        self._slide = self._find_slide()
         names = self.store.class_names
-        self._colors = class_colors(names, report_path=self.run.report_path)
+        self._colors = class_colors(
+            names, report_path=self.run.report_path, run_params=run_params(self.store, self.run.slide_id)
+        )
         features = points.features
         self._labels = features["class"].cat.codes.to_numpy().astype(np.int64)
         self._scores = features["score"].to_numpy()
@@ -332,10 +345,9 @@ class ReviewWidget(QWidget):
         self.gallery.clear()
         self._set_enabled(False)
 
-    def _find_slide(self, info: dict[str, Any]) -> Slide | None:
+    def _find_slide(self) -> Slide | None:
         for layer in self.viewer.layers:
-            meta = layer.metadata.get("cytolt") or {}
-            if meta.get("role") == "slide" and meta.get("store") == info.get("store"):
+            if _role(layer) == "slide" and _run_folder(layer) == self.run.run_folder:
                 level = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
                 if isinstance(level, SlideLevelArray):
                     return level.slide
@@ -491,7 +503,7 @@ class ReviewWidget(QWidget):
         layer = next((lyr for lyr in self.viewer.layers if _role(lyr) == "highlight"), None)
         if layer is None:
             active = self.viewer.layers.selection.active
-            info = dict(self.points.metadata["cytolt"], role="highlight")
+            info = dataclasses.replace(layer_info(self.points.metadata), role="highlight")
             layer = self.viewer.add_shapes(
                 [rect],
                 shape_type="rectangle",
@@ -501,7 +513,7 @@ class ReviewWidget(QWidget):
                 scale=self.points.scale,
                 units=self.points.units,
                 name=f"{self.run.name} current cell",
-                metadata={"cytolt": info},
+                metadata={METADATA_KEY: info},
             )
             if active is not None:
                 self.viewer.layers.selection.active = (
@@ -570,15 +582,13 @@ class ReviewWidget(QWidget):
         """Replace the shown slide by another slide of the same run (its image and detections layers)."""
         from napari.layers import Layer
 
-        run_dir, store = str(self.run.run_dir), str(self.run.store_path)
+        run = self.run.run_folder
         try:
-            layers = read_run(run_dir, slide=slide_id)
+            layers = read_run(run.path, slide=slide_id)
         except (OSError, ValueError) as exc:
             self._say(str(exc), error=True)
             return
-        for layer in [
-            lyr for lyr in self.viewer.layers if (lyr.metadata.get("cytolt") or {}).get("store") == store
-        ]:
+        for layer in [lyr for lyr in self.viewer.layers if _run_folder(lyr) == run]:
             self.viewer.layers.remove(layer)
         for data, kwargs, kind in layers:
             self.viewer.add_layer(Layer.create(data, kwargs, kind))

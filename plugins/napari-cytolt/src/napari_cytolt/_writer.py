@@ -1,6 +1,7 @@
 """npe2 writers: a points or shapes layer to QuPath GeoJSON or CSV.
 
-A cytolt detections layer (``metadata["cytolt"]["store"]``) is exported from its run's store through
+A cytolt detections layer (its ``metadata["cytolt"]`` a :class:`~napari_cytolt._reader.LayerInfo` with the run
+slide) is exported from its run's store through
 :mod:`cytolt.store.export`, so the files carry every detection with its latest review (decision, reviewed
 class, reviewer, time). Any other points or shapes layer is written as QuPath annotations: its data
 coordinates are taken as level-0 pixels, which holds for layers drawn over a cytolt slide (napari gives new
@@ -19,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from cytolt.review import RunSlide
 from cytolt.store import DetectionStore, to_csv, to_geojson
 from cytolt.store.geojson import feature_collection
+from napari_cytolt._reader import layer_info
 
 __all__ = ["write_points_csv", "write_points_geojson", "write_shapes_csv", "write_shapes_geojson"]
 
@@ -30,19 +33,18 @@ _ANNOTATION_COLOR = (255, 255, 0)
 _ELLIPSE_POINTS = 64
 
 
-def _run_of(meta: Mapping[str, Any]) -> tuple[Path, int] | None:
-    info = (meta.get("metadata") or {}).get("cytolt") or {}
-    if info.get("role") == "detections" and info.get("store") and info.get("slide_id") is not None:
-        return Path(info["store"]), int(info["slide_id"])
-    return None
+def _run_of(meta: Mapping[str, Any]) -> RunSlide | None:
+    """The run slide of a cytolt detections layer (from its layer state ``meta``), else None."""
+    info = layer_info(meta.get("metadata") or {})
+    return info.run if info is not None and info.role == "detections" else None
 
 
 def write_points_geojson(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Write a points layer as QuPath GeoJSON; a cytolt detections layer via ``cytolt.store.to_geojson``."""
     run = _run_of(meta)
     if run is not None:
-        with DetectionStore(run[0], readonly=True) as store:
-            to_geojson(store, run[1], path)
+        with DetectionStore(run.store_path, readonly=True) as store:
+            to_geojson(store, run.slide_id, path)
         return [path]
     pts = np.asarray(data, dtype=np.float64).reshape(-1, 2)
     rows = _feature_rows(meta, len(pts))
@@ -79,8 +81,8 @@ def write_points_csv(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     with its review), any other layer as ``x, y`` (level-0 px) plus its features."""
     run = _run_of(meta)
     if run is not None:
-        with DetectionStore(run[0], readonly=True) as store:
-            to_csv(store, run[1], path)
+        with DetectionStore(run.store_path, readonly=True) as store:
+            to_csv(store, run.slide_id, path)
         return [path]
     pts = np.asarray(data, dtype=np.float64).reshape(-1, 2)
     rows = _feature_rows(meta, len(pts))
