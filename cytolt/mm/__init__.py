@@ -11,5 +11,6 @@ from cytolt._compat import patch_numpy_for_lvis
 
 patch_numpy_for_lvis()
 
-# _torch_load: the scoped weights_only fix for mmengine's resume; register: fills mmdet's registries.
-from cytolt.mm import _torch_load, register  # noqa: E402,F401
+# _torch_load: the scoped weights_only fix for mmengine's resume; register: fills mmdet's registries;
+# gumbel: GOL's Gumbel heads.
+from cytolt.mm import _torch_load, gumbel, register  # noqa: E402,F401
