@@ -3,7 +3,8 @@
 Glossary
     image_classes   list of length N (images); entry i is the set of class indices ``0..C-1`` present in image i.
                     An image without annotations has an empty set.
-    repeat factor   r_i >= 1, how many times image i is seen per epoch on average (RFS).
+    repeat factor   r_i >= 1, how many times image i is seen per epoch on average (RFS); ``repeat_factors``
+                    computes it (``cytolt.category_stats``, re-exported here because the sampler takes it).
     difficulty      d (C,), d_c = 1 - A_c with A_c a per-class accuracy on a held-out split (CDB).
     class weights   w (C,), mean 1; CDB-S draws image i with probability proportional to max_{c in i} w_c.
 
@@ -26,40 +27,12 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from cytolt.category_stats import repeat_factors  # re-exported: the factors RepeatFactorSampler takes
 from cytolt.losses.cdb import cdb_weights
 
 __all__ = ["repeat_factors", "RepeatFactorSampler", "CDBSampler"]
 
 log = logging.getLogger("cytolt")
-
-
-def repeat_factors(image_classes: Sequence[set[int]], thr: float = 0.001) -> np.ndarray:
-    """Per-image repeat factors for repeat-factor sampling (Gupta et al., LVIS, CVPR 2019, sec. 4).
-
-    For each class c, f_c is the fraction of images that contain c and r_c = max(1, sqrt(thr / f_c)).
-    An image's factor is the max of r_c over its classes; an image with no classes gets 1.
-
-    Args:
-        image_classes: length N, the set of class indices in each image.
-        thr: frequency threshold t; classes in fewer than a fraction t of the images are oversampled.
-            0.001 is LVIS's value (mmdet/detectron2 default).
-
-    Returns:
-        float64 array (N,) of factors >= 1.
-    """
-    if thr <= 0:
-        raise ValueError(f"thr must be > 0; got {thr}")
-    num_images = len(image_classes)
-    if num_images == 0:
-        return np.zeros(0, dtype=np.float64)
-    image_count: dict[int, int] = {}
-    for classes in image_classes:
-        for c in set(classes):
-            image_count[c] = image_count.get(c, 0) + 1
-    class_factor = {c: max(1.0, math.sqrt(thr / (n / num_images))) for c, n in image_count.items()}
-    return np.array(
-        [max((class_factor[c] for c in classes), default=1.0) for classes in image_classes], dtype=np.float64
-    )
 
 
 def _resolve_dist(rank: int | None, world_size: int | None) -> tuple[int, int]:

@@ -1,14 +1,13 @@
-"""Tests for cytolt.samplers: RFS factors, stochastic rounding, DDP sharding, determinism, CDB-S."""
+"""Tests for cytolt.samplers: stochastic rounding, DDP sharding, determinism, CDB-S (the repeat factors
+themselves: tests/test_category_stats.py)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
 import torch
 
-from cytolt.samplers import CDBSampler, RepeatFactorSampler, repeat_factors
+from cytolt.samplers import CDBSampler, RepeatFactorSampler
 
 
 def _cdb_weights_reference(difficulty: torch.Tensor, tau: float | str) -> torch.Tensor:
@@ -24,29 +23,6 @@ def _cdb_weights_reference(difficulty: torch.Tensor, tau: float | str) -> torch.
 
 def _counts(indices: list[int], n: int) -> np.ndarray:
     return np.bincount(np.asarray(indices, dtype=np.int64), minlength=n)
-
-
-# ---------------------------------------------------------------- repeat_factors
-
-
-def test_repeat_factors_three_hand_made_images() -> None:
-    # Three images: {0}, {0, 1}, {} with thr = 1.0.
-    # f_0 = 2/3 -> r_0 = sqrt(1.0 / (2/3)) = sqrt(1.5) = 1.2247
-    # f_1 = 1/3 -> r_1 = sqrt(1.0 / (1/3)) = sqrt(3)   = 1.7321
-    # image 0: r_0 = 1.2247; image 1: max(r_0, r_1) = 1.7321; image 2 has no class: 1.
-    factors = repeat_factors([{0}, {0, 1}, set()], thr=1.0)
-    np.testing.assert_allclose(factors, [math.sqrt(1.5), math.sqrt(3.0), 1.0])
-
-
-def test_repeat_factors_frequent_classes_are_not_repeated() -> None:
-    # Every class is in >= half the images, far above thr=0.001: all factors are exactly 1.
-    factors = repeat_factors([{0}, {0, 1}, {1}, {0, 1}], thr=0.001)
-    np.testing.assert_array_equal(factors, np.ones(4))
-
-
-def test_repeat_factors_rejects_bad_threshold() -> None:
-    with pytest.raises(ValueError, match="thr"):
-        repeat_factors([{0}], thr=0.0)
 
 
 # ---------------------------------------------------------------- RepeatFactorSampler
