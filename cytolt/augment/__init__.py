@@ -1,23 +1,12 @@
-"""Copy-paste augmentation for cells (numpy core, cell bank, albumentations adapter).
+"""Copy-paste augmentation for cells (cells, cell bank, numpy core, albumentations adapter).
 
 The mmdet pipeline transform lives in ``cytolt.mm.transforms``; this package imports neither mmdet nor
 albumentations (``cytolt.augment.albu`` imports albumentations when it is itself imported).
 """
 
 from cytolt.augment.bank import CellBank
-from cytolt.augment.copy_paste import (
-    CellCopyPaste,
-    CellInstance,
-    Pasted,
-    class_probabilities,
-    class_repeat_factors,
-    cut_instances,
-    ellipse_masks,
-    masks_to_boxes,
-    paste_cells,
-    paste_instances,
-    soft_ellipse,
-)
+from cytolt.augment.cells import CellInstance, cut_instances, ellipse_masks, masks_to_boxes, soft_ellipse
+from cytolt.augment.copy_paste import CellCopyPaste, Pasted, class_probabilities, paste_cells, paste_instances
 
 __all__ = [
     "CellBank",
@@ -25,7 +14,6 @@ __all__ = [
     "CellInstance",
     "Pasted",
     "class_probabilities",
-    "class_repeat_factors",
     "cut_instances",
     "ellipse_masks",
     "masks_to_boxes",

@@ -5,11 +5,13 @@ Glossary:
 - label: contiguous class index = position of the category in ``classes`` (default: the order of the
   file's ``categories`` list), the convention of mmdet's ``CocoDataset``.
 - instance: a ``CellInstance`` (crop with ``margin`` context pixels, alpha matte, label, background colour).
-- counts: (C,) instances held by the bank per class; ``dataset_counts``: (C,) instances in the dataset (they
-  differ when ``max_per_class`` caps the bank); ``image_counts``: (C,) images containing the class.
+- ``cells_per_class``: (C,) cells the bank holds per class; ``dataset_instances_per_class``: (C,) instances of
+  each class in the dataset (the two differ when ``max_per_class`` caps the bank); ``dataset_images_per_class``:
+  (C,) images of the dataset holding the class (``cytolt.category_stats`` counts all three).
 
 The cache is one compressed ``.npz`` per (annotation file content, image file names and sizes, build options),
-written atomically and read with ``allow_pickle=False``; a changed annotation file or image gives a new key.
+written atomically and read with ``allow_pickle=False``; a changed annotation file or image gives a new key. Its
+arrays keep their version-1 names (``dataset_counts``, ``image_counts``) so existing caches stay valid.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cytolt.augment.copy_paste import CellInstance, background_colour, soft_ellipse
+from cytolt.augment.cells import CellInstance, background_colour, soft_ellipse
+from cytolt.category_stats import images_per_class, instances_per_class
 
 CACHE_VERSION = 1
 
@@ -58,8 +61,8 @@ def decode_segmentation(seg: object, height: int, width: int) -> np.ndarray | No
 class CellBank:
     """Cells of a dataset, grouped by class. Build with ``CellBank.build`` or ``CellBank.from_instances``.
 
-    ``sample(class_id, rng)`` draws one instance of a class uniformly; ``counts`` etc. are described in the
-    module docstring. ``from_cache`` says whether ``build`` read the bank from its cache file.
+    ``sample(class_id, rng)`` draws one instance of a class uniformly; ``cells_per_class`` etc. are described in
+    the module docstring. ``from_cache`` says whether ``build`` read the bank from its cache file.
     """
 
     def __init__(
@@ -72,8 +75,8 @@ class CellBank:
         image_ids: np.ndarray,
         classes: Sequence[str],
         num_images: int,
-        dataset_counts: np.ndarray | None = None,
-        image_counts: np.ndarray | None = None,
+        dataset_instances_per_class: np.ndarray | None = None,
+        dataset_images_per_class: np.ndarray | None = None,
         cache_file: Path | None = None,
         from_cache: bool = False,
     ) -> None:
@@ -93,16 +96,14 @@ class CellBank:
         self.backgrounds = np.asarray(backgrounds, np.float32).reshape(n, 3)
         self.image_ids = np.asarray(image_ids, np.int64).reshape(n)
         self.num_images = int(num_images)
-        self.counts = np.bincount(self.labels, minlength=c).astype(np.int64)
-        self.dataset_counts = (
-            self.counts.copy() if dataset_counts is None else np.asarray(dataset_counts, np.int64)
-        )
-        if image_counts is None:
-            pairs = (
-                np.unique(np.stack([self.labels, self.image_ids], axis=1), axis=0) if n else np.zeros((0, 2))
-            )
-            image_counts = np.bincount(pairs[:, 0].astype(np.int64), minlength=c)
-        self.image_counts = np.asarray(image_counts, np.int64)
+        self.cells_per_class = instances_per_class(self.labels, c)
+        # Without the dataset's own statistics, the bank's cells stand for the dataset.
+        if dataset_instances_per_class is None:
+            dataset_instances_per_class = self.cells_per_class.copy()
+        self.dataset_instances_per_class = np.asarray(dataset_instances_per_class, np.int64)
+        if dataset_images_per_class is None:
+            dataset_images_per_class = images_per_class(self.labels, self.image_ids, c)
+        self.dataset_images_per_class = np.asarray(dataset_images_per_class, np.int64)
         self.cache_file = cache_file
         self.from_cache = from_cache
         self._by_class = [np.flatnonzero(self.labels == k) for k in range(c)]
@@ -111,7 +112,9 @@ class CellBank:
         return len(self._images)
 
     def __repr__(self) -> str:
-        per_class = ", ".join(f"{name}={k}" for name, k in zip(self.classes, self.counts, strict=True))
+        per_class = ", ".join(
+            f"{name}={k}" for name, k in zip(self.classes, self.cells_per_class, strict=True)
+        )
         return f"CellBank({len(self)} cells: {per_class})"
 
     @property
@@ -218,13 +221,9 @@ class CellBank:
         anns = [a for a in coco["annotations"] if not a.get("iscrowd", 0)]
         kept = [a for a in anns if a["category_id"] in cat2label]
         c = len(classes)
-        dataset_counts = np.zeros(c, np.int64)
-        img_sets: list[set] = [set() for _ in range(c)]
-        for a in kept:
-            lab = cat2label[a["category_id"]]
-            dataset_counts[lab] += 1
-            img_sets[lab].add(a["image_id"])
-        image_counts = np.array([len(s) for s in img_sets], np.int64)
+        kept_labels = [cat2label[a["category_id"]] for a in kept]
+        dataset_instances = instances_per_class(kept_labels, c)
+        dataset_images = images_per_class(kept_labels, [a["image_id"] for a in kept], c)
         if max_per_class is not None:
             rng = np.random.default_rng(seed)
             chosen = []
@@ -295,8 +294,8 @@ class CellBank:
             image_ids=np.array(ids, np.int64),
             classes=classes,
             num_images=len(images),
-            dataset_counts=dataset_counts,
-            image_counts=image_counts,
+            dataset_instances_per_class=dataset_instances,
+            dataset_images_per_class=dataset_images,
             cache_file=cache_file,
         )
         bank._save(cache_file, source=str(ann_file))
@@ -327,8 +326,8 @@ class CellBank:
             backgrounds=self.backgrounds,
             image_ids=self.image_ids,
             classes=np.array(self.classes, dtype=np.str_),
-            dataset_counts=self.dataset_counts,
-            image_counts=self.image_counts,
+            dataset_counts=self.dataset_instances_per_class,
+            image_counts=self.dataset_images_per_class,
             num_images=np.int64(self.num_images),
             meta=np.str_(json.dumps({"version": CACHE_VERSION, "source": source})),
         )
@@ -369,8 +368,8 @@ class CellBank:
             image_ids=d["image_ids"],
             classes=[str(c) for c in d["classes"]],
             num_images=int(d["num_images"]),
-            dataset_counts=d["dataset_counts"],
-            image_counts=d["image_counts"],
+            dataset_instances_per_class=d["dataset_counts"],
+            dataset_images_per_class=d["image_counts"],
             cache_file=path,
             from_cache=True,
         )

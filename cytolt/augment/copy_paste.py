@@ -11,7 +11,8 @@ Glossary (all coordinates are pixels of the image being augmented, x to the righ
 - ``masks``: (N, H, W) bool instance masks, or ``None`` for a boxes-only dataset; objects without masks are
   treated as the ellipse inscribed in their box when occlusion is computed.
 - ``CellInstance``: one cell cut out of an image with a small context margin: a crop, a soft alpha matte and
-  the median background colour of the image it came from (for stain matching).
+  the median background colour of the image it came from (for stain matching); defined in ``cells.py`` with
+  the helpers that cut cells, shared with the cell bank.
 
 Rules (paper, Sec. 3): the number of objects taken from a source image is ``m ~ U{0..n}``; a pasted object
 overwrites the destination under its mask; destination objects occluded by the pasted union mask get their
@@ -30,55 +31,20 @@ balance).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
-if TYPE_CHECKING:
-    from cytolt.augment.bank import CellBank
+from cytolt.augment.bank import CellBank
+from cytolt.augment.cells import CellInstance, background_colour, cut_instances, masks_to_boxes, soft_ellipse
+from cytolt.category_stats import RFS_THR, class_repeat_factors, instances_per_class
 
 # Paper / mmdet 3 CopyPaste defaults (Ghiasi et al. 2021; mmdet.datasets.transforms.CopyPaste).
 BBOX_OCCLUDED_THR = 10
 MASK_OCCLUDED_THR = 300
-# LVIS repeat-factor threshold t (Gupta et al., LVIS, CVPR 2019, Sec. 4).
-RFS_THR = 0.001
-
 ROTATIONS = ("free", "90", "none")
 CLASS_WEIGHT_MODES = ("instance", "uniform", "inverse", "rfs")
-
-
-@dataclass(frozen=True)
-class CellInstance:
-    """One cell ready to paste.
-
-    image: (h, w, 3) uint8 crop around the cell, context margin included.
-    alpha: (h, w) float32 in [0, 1]; the cell's matte. The object's mask is ``alpha >= 0.5``; values between 0
-        and 1 come from soft elliptical masks (boxes-only data) and are used for blending.
-    label: class index.
-    background: (3,) float32 median background colour of the source image, or ``None`` (no stain matching).
-    """
-
-    image: np.ndarray
-    alpha: np.ndarray
-    label: int
-    background: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
-            raise ValueError(
-                f"CellInstance.image must be (h, w, 3) uint8; got {self.image.shape} {self.image.dtype}"
-            )
-        if self.alpha.shape != self.image.shape[:2]:
-            raise ValueError(
-                f"CellInstance.alpha shape {self.alpha.shape} != image shape {self.image.shape[:2]}"
-            )
-
-    @property
-    def mask(self) -> np.ndarray:
-        """(h, w) bool mask of the cell."""
-        return self.alpha >= 0.5
 
 
 class Pasted(NamedTuple):
@@ -98,109 +64,8 @@ class Pasted(NamedTuple):
 # --------------------------------------------------------------------------------------------- small helpers
 
 
-def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    """(N, H, W) bool -> (N, 4) float32 xyxy, pixel-edge convention; an empty mask gives (0, 0, 0, 0)."""
-    n = masks.shape[0]
-    boxes = np.zeros((n, 4), np.float32)
-    if n == 0:
-        return boxes
-    xs = masks.any(axis=1)
-    ys = masks.any(axis=2)
-    for i in range(n):
-        x = np.flatnonzero(xs[i])
-        y = np.flatnonzero(ys[i])
-        if x.size:
-            boxes[i] = (x[0], y[0], x[-1] + 1, y[-1] + 1)
-    return boxes
-
-
 def _mask_box(mask: np.ndarray) -> np.ndarray:
     return masks_to_boxes(mask[None])[0]
-
-
-def soft_ellipse(height: int, width: int, box: Sequence[float], *, edge: float = 1.5) -> np.ndarray:
-    """Soft matte of the ellipse inscribed in ``box`` (xyxy, pixel edges) on an (height, width) canvas.
-
-    Returns (height, width) float32 in [0, 1]: 0.5 on the ellipse rim, rising to 1 inside over about ``edge``
-    pixels (a linear ramp in the distance to the rim), so ``alpha >= 0.5`` is the ellipse itself.
-    """
-    x0, y0, x1, y1 = (float(v) for v in box)
-    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-    ax, ay = max((x1 - x0) / 2.0, 0.5), max((y1 - y0) / 2.0, 0.5)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    # Normalised radius at pixel centres; (1 - rho) * min(axis) approximates the distance to the rim.
-    rho = np.sqrt(((xx + 0.5 - cx) / ax) ** 2 + ((yy + 0.5 - cy) / ay) ** 2)
-    dist = (1.0 - rho) * min(ax, ay)
-    return np.clip(0.5 + dist / (2.0 * edge), 0.0, 1.0).astype(np.float32)
-
-
-def ellipse_masks(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(N, 4) xyxy boxes -> (N, H, W) bool masks of the inscribed ellipses (the stand-in for missing masks)."""
-    h, w = shape
-    out = np.zeros((len(boxes), h, w), bool)
-    for i, b in enumerate(np.asarray(boxes, np.float32)):
-        x0, y0 = max(int(np.floor(b[0])), 0), max(int(np.floor(b[1])), 0)
-        x1, y1 = min(int(np.ceil(b[2])), w), min(int(np.ceil(b[3])), h)
-        if x1 <= x0 or y1 <= y0:
-            continue
-        local = soft_ellipse(y1 - y0, x1 - x0, (b[0] - x0, b[1] - y0, b[2] - x0, b[3] - y0)) >= 0.5
-        out[i, y0:y1, x0:x1] = local
-    return out
-
-
-def background_colour(image: np.ndarray, foreground: np.ndarray | None = None) -> np.ndarray:
-    """Median colour (3,) float32 of the pixels outside ``foreground`` ((H, W) bool, the cells).
-
-    Falls back to the whole image when fewer than 64 background pixels remain. Every 3rd pixel in each
-    direction is enough for a median and 9x cheaper.
-    """
-    pix = image[::3, ::3].reshape(-1, 3)
-    if foreground is not None:
-        bg = pix[~foreground[::3, ::3].reshape(-1)]
-        if len(bg) >= 64:
-            pix = bg
-    if len(pix) == 0:
-        return np.full(3, 255.0, np.float32)
-    return np.median(pix, axis=0).astype(np.float32)
-
-
-def cut_instances(
-    image: np.ndarray,
-    boxes: np.ndarray,
-    labels: np.ndarray,
-    masks: np.ndarray | None = None,
-    *,
-    margin: int = 4,
-) -> list[CellInstance]:
-    """Cut every object of an annotated image into a ``CellInstance``.
-
-    image (H, W, 3) uint8; boxes (N, 4) xyxy; labels (N,); masks (N, H, W) bool or None (soft ellipses from
-    boxes). ``margin``: context pixels kept around each box (clipped at the image border). Objects with an
-    empty box or empty mask are skipped.
-    """
-    h, w = image.shape[:2]
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    if masks is not None:
-        fg = masks.any(axis=0) if len(masks) else None
-    else:
-        fg = ellipse_masks(boxes, (h, w)).any(axis=0) if len(boxes) else None
-    bg = background_colour(image, fg)
-    out = []
-    for i, b in enumerate(boxes):
-        x0 = max(int(np.floor(b[0])) - margin, 0)
-        y0 = max(int(np.floor(b[1])) - margin, 0)
-        x1 = min(int(np.ceil(b[2])) + margin, w)
-        y1 = min(int(np.ceil(b[3])) + margin, h)
-        if x1 <= x0 or y1 <= y0:
-            continue
-        if masks is not None:
-            alpha = masks[i, y0:y1, x0:x1].astype(np.float32)
-        else:
-            alpha = soft_ellipse(y1 - y0, x1 - x0, (b[0] - x0, b[1] - y0, b[2] - x0, b[3] - y0))
-        if not (alpha >= 0.5).any():
-            continue
-        out.append(CellInstance(image[y0:y1, x0:x1].copy(), alpha, int(labels[i]), bg))
-    return out
 
 
 def _transform_instance(
@@ -455,35 +320,28 @@ def paste_cells(
 # --------------------------------------------------------------------------------------------- class weights
 
 
-def class_repeat_factors(image_counts: np.ndarray, num_images: int, *, thr: float = RFS_THR) -> np.ndarray:
-    """LVIS repeat factor per class, ``r_c = max(1, sqrt(t / f_c))`` with ``f_c`` the fraction of the
-    ``num_images`` images that contain class c (Gupta et al., LVIS, CVPR 2019, Sec. 4). (C,) float64."""
-    freq = np.asarray(image_counts, np.float64) / float(num_images)
-    return np.maximum(1.0, np.sqrt(thr / np.maximum(freq, 1e-12)))
-
-
 def class_probabilities(
     class_weights: str | Sequence[float] | np.ndarray,
-    counts: np.ndarray,
+    instances_per_class: np.ndarray,
     *,
-    image_counts: np.ndarray | None = None,
+    images_per_class: np.ndarray | None = None,
     num_images: int | None = None,
     rfs_thr: float = RFS_THR,
 ) -> np.ndarray:
-    """Probability (C,) that a pasted cell is of class c, over the classes with ``counts[c] > 0``.
+    """Probability (C,) that a pasted cell is of class c, over the classes with ``instances_per_class[c] > 0``.
 
-    counts: (C,) instances per class available to paste. ``class_weights``:
+    instances_per_class: (C,) instances per class available to paste (n_c). ``class_weights``:
 
-    - 'instance': proportional to ``counts`` (every instance equally likely: generic copy-paste, mostly head);
+    - 'instance': proportional to n_c (every instance equally likely: generic copy-paste, mostly head);
     - 'uniform': every available class equally likely (class-balanced);
-    - 'inverse': proportional to ``1 / counts`` (inverse frequency: rarest first);
-    - 'rfs': proportional to ``counts * r_c`` with the LVIS repeat factor ``r_c = max(1, sqrt(t / f_c))``,
-      ``f_c = image_counts[c] / num_images`` (Gupta et al., CVPR 2019): the class mix that repeat-factor
-      sampling of the source images would produce;
+    - 'inverse': proportional to ``1 / n_c`` (inverse frequency: rarest first);
+    - 'rfs': proportional to ``n_c * r_c`` with the LVIS repeat factor ``r_c = max(1, sqrt(t / f_c))``,
+      ``f_c = images_per_class[c] / num_images`` (Gupta et al., CVPR 2019; ``cytolt.category_stats``): the class
+      mix that repeat-factor sampling of the source images would produce;
     - an array (C,) of non-negative class weights, e.g. CDB weights ``w_c`` (Sinha et al., ACCV 2020; CDB-S
       samples class c with probability proportional to ``w_c``).
     """
-    counts = np.asarray(counts, np.float64)
+    counts = np.asarray(instances_per_class, np.float64)
     avail = counts > 0
     if isinstance(class_weights, str):
         if class_weights == "instance":
@@ -493,9 +351,9 @@ def class_probabilities(
         elif class_weights == "inverse":
             w = np.divide(1.0, counts, out=np.zeros_like(counts), where=avail)
         elif class_weights == "rfs":
-            if image_counts is None or not num_images:
+            if images_per_class is None or not num_images:
                 raise ValueError("class_weights='rfs' needs per-class image counts (paste from a CellBank)")
-            w = counts * class_repeat_factors(image_counts, num_images, thr=rfs_thr)
+            w = counts * class_repeat_factors(images_per_class, num_images, thr=rfs_thr)
         else:
             raise ValueError(
                 f"class_weights must be one of {CLASS_WEIGHT_MODES} or an array; got {class_weights!r}"
@@ -612,12 +470,12 @@ class CellCopyPaste:
         # Weights follow the dataset's statistics; classes the bank holds no cell of cannot be drawn.
         probs = class_probabilities(
             self.class_weights,
-            bank.dataset_counts,
-            image_counts=bank.image_counts,
+            bank.dataset_instances_per_class,
+            images_per_class=bank.dataset_images_per_class,
             num_images=bank.num_images,
             rfs_thr=self.rfs_thr,
         )
-        probs = np.where(bank.counts > 0, probs, 0.0)
+        probs = np.where(bank.cells_per_class > 0, probs, 0.0)
         return probs / probs.sum() if probs.sum() > 0 else probs
 
     def _next_rng(self) -> np.random.Generator:
@@ -648,7 +506,7 @@ class CellCopyPaste:
         num_classes = int(labels.max()) + 1
         if not isinstance(self.class_weights, str):
             num_classes = max(num_classes, len(self.class_weights))
-        counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+        counts = instances_per_class(labels, num_classes).astype(np.float64)
         if isinstance(self.class_weights, str) and self.class_weights == "rfs":
             if self.bank is None:
                 raise ValueError(
@@ -656,7 +514,9 @@ class CellCopyPaste:
                 )
             # Each source object weighs its class's repeat factor, as RFS weighs the images holding it.
             r = np.ones(num_classes)
-            bank_r = class_repeat_factors(self.bank.image_counts, self.bank.num_images, thr=self.rfs_thr)
+            bank_r = class_repeat_factors(
+                self.bank.dataset_images_per_class, self.bank.num_images, thr=self.rfs_thr
+            )
             r[: min(num_classes, len(bank_r))] = bank_r[:num_classes]
             probs = class_probabilities(counts * r, counts)
         else:

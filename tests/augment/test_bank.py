@@ -94,8 +94,8 @@ def test_build_cuts_every_non_crowd_cell(coco, tmp_path):
     ann_file, img_dir, _ = coco
     bank = CellBank.build(ann_file, img_dir, cache_dir=tmp_path / "cache", margin=2)
     assert bank.classes == ("normal", "asc-us", "hsil")
-    np.testing.assert_array_equal(bank.counts, [3, 1, 1])  # the crowd region is not a cell to paste
-    np.testing.assert_array_equal(bank.image_counts, [2, 1, 1])
+    np.testing.assert_array_equal(bank.cells_per_class, [3, 1, 1])  # the crowd region is not a cell to paste
+    np.testing.assert_array_equal(bank.dataset_images_per_class, [2, 1, 1])
     assert bank.num_images == 3 and len(bank) == 5
     for i in range(len(bank)):
         cell = bank.instance(i)
@@ -119,7 +119,7 @@ def test_classes_pick_and_order_labels(coco, tmp_path):
     ann_file, img_dir, _ = coco
     bank = CellBank.build(ann_file, img_dir, classes=["hsil", "normal"], cache_dir=tmp_path)
     assert bank.classes == ("hsil", "normal")
-    np.testing.assert_array_equal(bank.counts, [1, 3])
+    np.testing.assert_array_equal(bank.cells_per_class, [1, 3])
     assert bank.sample(0, np.random.default_rng(0)).label == 0
     with pytest.raises(ValueError, match=r"\['lsil'\] not among the file's categories"):
         CellBank.build(ann_file, img_dir, classes=["lsil"], cache_dir=tmp_path)
@@ -137,7 +137,14 @@ def test_cache_hit_returns_the_same_bank(coco, tmp_path):
     second = CellBank.build(ann_file, img_dir, cache_dir=cache)
     assert second.from_cache and second.cache_file == first.cache_file
     assert second.classes == first.classes
-    for name in ("labels", "counts", "dataset_counts", "image_counts", "image_ids", "backgrounds"):
+    for name in (
+        "labels",
+        "cells_per_class",
+        "dataset_instances_per_class",
+        "dataset_images_per_class",
+        "image_ids",
+        "backgrounds",
+    ):
         np.testing.assert_array_equal(getattr(second, name), getattr(first, name))
     for i in range(len(first)):
         a, b = first.instance(i), second.instance(i)
@@ -161,7 +168,7 @@ def test_changed_dataset_or_options_miss_the_cache(coco, tmp_path):
     ann_file.write_text(json.dumps(data))
     rebuilt = CellBank.build(ann_file, img_dir, cache_dir=cache)
     assert not rebuilt.from_cache
-    assert rebuilt.counts.sum() == 4
+    assert rebuilt.cells_per_class.sum() == 4
     # An image rewritten with different content (and size) is a different dataset too.
     cv2.imwrite(
         str(img_dir / "img1.png"), np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
@@ -173,8 +180,8 @@ def test_changed_dataset_or_options_miss_the_cache(coco, tmp_path):
 def test_max_per_class_caps_the_bank_not_the_statistics(coco, tmp_path):
     ann_file, img_dir, _ = coco
     bank = CellBank.build(ann_file, img_dir, cache_dir=tmp_path, max_per_class=1)
-    np.testing.assert_array_equal(bank.counts, [1, 1, 1])
-    np.testing.assert_array_equal(bank.dataset_counts, [3, 1, 1])
+    np.testing.assert_array_equal(bank.cells_per_class, [1, 1, 1])
+    np.testing.assert_array_equal(bank.dataset_instances_per_class, [3, 1, 1])
 
 
 def test_sample_errors_and_unreadable_inputs(coco, tmp_path):

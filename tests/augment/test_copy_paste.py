@@ -10,13 +10,13 @@ from cytolt.augment import (
     CellCopyPaste,
     CellInstance,
     class_probabilities,
-    class_repeat_factors,
     ellipse_masks,
     masks_to_boxes,
     paste_cells,
     paste_instances,
     soft_ellipse,
 )
+from cytolt.category_stats import class_repeat_factors
 from tests.augment.cp_scenes import BACKGROUND, draw_scene, make_bank, make_cell
 
 # Options that make a paste exact: no blending, no colour change, no geometric jitter.
@@ -228,20 +228,9 @@ def test_class_probabilities_by_hand():
     r = class_repeat_factors(np.array([500, 1]), 1000, thr=0.01)
     np.testing.assert_allclose(r, [1.0, np.sqrt(10)])
     p = class_probabilities(
-        "rfs", np.array([100, 1]), image_counts=np.array([500, 1]), num_images=1000, rfs_thr=0.01
+        "rfs", np.array([100, 1]), images_per_class=np.array([500, 1]), num_images=1000, rfs_thr=0.01
     )
     np.testing.assert_allclose(p, np.array([100, np.sqrt(10)]) / (100 + np.sqrt(10)))
-
-
-def test_class_repeat_factors_agree_with_the_rfs_sampler():
-    from cytolt.samplers import repeat_factors
-
-    # One class per image, so an image's repeat factor is its class's: 990 / 9 / 1 images of 1000.
-    image_classes = [{0}] * 990 + [{1}] * 9 + [{2}]
-    per_image = repeat_factors(image_classes, thr=0.01)
-    per_class = class_repeat_factors(np.array([990, 9, 1]), 1000, thr=0.01)
-    np.testing.assert_allclose(per_class, [per_image[0], per_image[990], per_image[999]])
-    assert per_class[2] > per_class[1] > per_class[0] == 1.0
 
 
 def test_class_probabilities_rejects_bad_input():
@@ -263,7 +252,7 @@ def test_class_weights_shape_the_pasted_histogram():
         pasted = np.concatenate([cp(img, boxes, labels, masks)[2] for _ in range(150)])
         n = len(pasted)
         assert n > 300
-        expected = class_probabilities(mode, bank.counts)
+        expected = class_probabilities(mode, bank.cells_per_class)
         share = np.bincount(pasted, minlength=4) / n
         sigma = np.sqrt(expected * (1 - expected) / n)
         assert np.all(np.abs(share - expected) <= 4 * sigma + 1e-3), (mode, share, expected)
