@@ -8,11 +8,11 @@ See docs/synth.md. Public API:
 - :func:`make_slide`: pyramidal TIFF / Aperio-like SVS / OME-TIFF slide and its ``.cells.json`` ground truth.
 """
 
+from cytolt.category_stats import lvis_frequency
 from cytolt.synth.classes import CLASS_COLORS, CLASS_DEFINITIONS, CLASSES, SLIDE_LABELS
 from cytolt.synth.patches import (
-    class_counts,
     frequency_thresholds,
-    lvis_frequency,
+    long_tail_instances_per_class,
     make_patch_dataset,
     render_patch,
 )
@@ -27,8 +27,8 @@ __all__ = [
     "SlideCell",
     "SlideTruth",
     "cells_path_for",
-    "class_counts",
     "frequency_thresholds",
+    "long_tail_instances_per_class",
     "lvis_frequency",
     "make_patch_dataset",
     "make_slide",

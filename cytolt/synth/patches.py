@@ -29,6 +29,13 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from cytolt import __version__
+from cytolt.category_stats import (
+    LVIS_COMMON_MAX,
+    LVIS_RARE_MAX,
+    images_per_class,
+    instances_per_class,
+    lvis_frequency,
+)
 from cytolt.synth import cells
 from cytolt.synth.classes import CLASS_DEFINITIONS, CLASSES, SUPERCATEGORY
 from cytolt.synth.render import (
@@ -44,9 +51,6 @@ from cytolt.synth.render import (
 SPLIT_NAMES = ("train", "val", "test")
 IMAGE_FORMATS = ("jpg", "png")
 
-# LVIS (Gupta et al. 2019, Sec. 3): rare = 1-10 training images, common = 11-100, frequent = more than 100.
-LVIS_RARE_MAX = 10
-LVIS_COMMON_MAX = 100
 # Below this many training images the LVIS thresholds are scaled down proportionally (at 200 images they are
 # 5 % and 50 % of the set), so that a small set still has all three groups; from 200 images on they apply as is.
 LVIS_SCALE_BELOW = 200
@@ -67,19 +71,10 @@ def frequency_thresholds(num_images: int) -> tuple[int, int]:
     return rare, common
 
 
-def lvis_frequency(image_count: int, *, rare_max: int, common_max: int) -> str:
-    """LVIS frequency group of a category seen in ``image_count`` training images: 'r', 'c' or 'f'."""
-    if image_count <= rare_max:
-        return "r"
-    if image_count <= common_max:
-        return "c"
-    return "f"
-
-
-def class_counts(
+def long_tail_instances_per_class(
     num_images: int, *, imbalance: float, cells_per_image: float, classes: Sequence[str] = CLASSES
 ) -> dict[str, int]:
-    """Instances per class, head to tail, with head/tail = ``imbalance`` and a geometric decay in between.
+    """Instances to draw per class, head to tail, with head/tail = ``imbalance`` and a geometric decay between.
 
     The tail gets ``max(1, round(num_images * cells_per_image / S))`` instances, where S is the sum of the
     ratios ``imbalance ** (k / (C - 1))``; class k (0 = head) gets ``round(tail * imbalance ** ((C-1-k)/(C-1)))``.
@@ -235,7 +230,7 @@ def make_patch_dataset(
 ) -> dict[str, Any]:
     """Write a long-tailed COCO/LVIS patch dataset of ``images`` RGB ``size`` x ``size`` patches.
 
-    Per-class instance counts follow :func:`class_counts` (head/tail = ``imbalance``, geometric in between);
+    Per-class instance counts follow :func:`long_tail_instances_per_class` (head/tail = ``imbalance``, geometric in between);
     ``cells_per_image`` defaults to 12 per 512 x 512 px at 0.5 um/px, scaled by area. Patches are ``mpp``
     microns per pixel (0.5: an intermediate cell is ~70-110 px). With ``split`` = (train, val, test) fractions,
     every class is split in those proportions (train first) and ``annotations_{train,val,test}.json`` are written;
@@ -262,7 +257,7 @@ def make_patch_dataset(
         raise ValueError(f"split {fractions} leaves a split with no image for images={images}")
     if cells_per_image is None:
         cells_per_image = 12.0 * (size / 512.0) ** 2 * (0.5 / mpp) ** 2
-    counts = class_counts(images, imbalance=imbalance, cells_per_image=cells_per_image)
+    counts = long_tail_instances_per_class(images, imbalance=imbalance, cells_per_image=cells_per_image)
     per_image = sum(counts.values()) / images
     if per_image > 3 * cells_per_image:
         need = math.ceil(sum(counts.values()) / (3 * cells_per_image))
@@ -314,10 +309,10 @@ def make_patch_dataset(
             )
 
     train = records[splits[0]]
-    train_image_counts = _image_counts(train["annotations"])
+    train_images_per_class = _images_per_class(train["annotations"])
     thresholds = rare_common_max or frequency_thresholds(len(train["images"]))
     frequency = {
-        name: lvis_frequency(train_image_counts[name], rare_max=thresholds[0], common_max=thresholds[1])
+        name: lvis_frequency(train_images_per_class[name], rare_max=thresholds[0], common_max=thresholds[1])
         for name in CLASSES
     }
     files = {}
@@ -331,26 +326,30 @@ def make_patch_dataset(
         "images": images,
         "annotation_files": files,
         "instance_counts": {name: sum(c[name] for c in per_split_counts) for name in CLASSES},
-        "image_counts": train_image_counts,
+        "image_counts": train_images_per_class,  # summary keys: cytolt synth's table reads them
         "frequency": frequency,
         "thresholds": thresholds,
     }
 
 
-def _image_counts(annotations: Sequence[dict[str, Any]]) -> dict[str, int]:
-    seen: dict[int, set[int]] = {}
-    for a in annotations:
-        seen.setdefault(a["category_id"], set()).add(a["image_id"])
-    return {name: len(seen.get(k + 1, ())) for k, name in enumerate(CLASSES)}
+def _images_per_class(annotations: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Class name -> images holding it; category ids are 1-based positions in ``CLASSES``."""
+    labels = [a["category_id"] - 1 for a in annotations]
+    counts = images_per_class(labels, [a["image_id"] for a in annotations], len(CLASSES))
+    return dict(zip(CLASSES, counts.tolist(), strict=True))
+
+
+def _instances_per_class(annotations: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Class name -> instances of it."""
+    counts = instances_per_class([a["category_id"] - 1 for a in annotations], len(CLASSES))
+    return dict(zip(CLASSES, counts.tolist(), strict=True))
 
 
 def _coco(
     rec: dict[str, list], frequency: dict[str, str], split: str, *, seed: int, imbalance: float, mpp: float
 ) -> dict[str, Any]:
-    image_counts = _image_counts(rec["annotations"])
-    instance_counts = dict.fromkeys(CLASSES, 0)
-    for a in rec["annotations"]:
-        instance_counts[CLASSES[a["category_id"] - 1]] += 1
+    image_count = _images_per_class(rec["annotations"])  # this file's own, named like the LVIS fields
+    instance_count = _instances_per_class(rec["annotations"])
     categories = [
         {
             "id": k + 1,
@@ -359,8 +358,8 @@ def _coco(
             "def": CLASS_DEFINITIONS[name],
             "supercategory": SUPERCATEGORY[name],
             "frequency": frequency[name],
-            "image_count": image_counts[name],
-            "instance_count": instance_counts[name],
+            "image_count": image_count[name],
+            "instance_count": instance_count[name],
         }
         for k, name in enumerate(CLASSES)
     ]

@@ -36,6 +36,7 @@ import tifffile
 from tqdm import tqdm
 
 from cytolt import __version__
+from cytolt.category_stats import instances_per_class
 from cytolt.synth import cells
 from cytolt.synth.classes import CLASSES, NORMAL_DENSITY_PER_MM2, ORGANISM_RATES, SLIDE_LABELS, check_label
 from cytolt.synth.render import (
@@ -86,10 +87,8 @@ class SlideTruth:
 
     def counts(self) -> dict[str, int]:
         """Number of cells per class, for every class in :data:`~cytolt.synth.CLASSES`."""
-        out = dict.fromkeys(CLASSES, 0)
-        for c in self.cells:
-            out[c.label] += 1
-        return out
+        labels = [CLASSES.index(c.label) for c in self.cells]
+        return dict(zip(CLASSES, instances_per_class(labels, len(CLASSES)).tolist(), strict=True))
 
 
 def cells_path_for(slide_path: str | Path) -> Path:

@@ -10,7 +10,13 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from cytolt._compat import patch_numpy_for_lvis
-from cytolt.synth import CLASSES, class_counts, frequency_thresholds, lvis_frequency, make_patch_dataset
+from cytolt.synth import (
+    CLASSES,
+    frequency_thresholds,
+    long_tail_instances_per_class,
+    lvis_frequency,
+    make_patch_dataset,
+)
 from cytolt.synth.render import mask_box
 
 IMBALANCE = 20.0
@@ -35,17 +41,20 @@ def split_dataset(tmp_path_factory):
     return out, summary
 
 
-def test_class_counts_worked_example():
+def test_long_tail_instances_per_class_worked_example():
     # 3 classes, imbalance 4: ratios 4, 2, 1 (sum 7); 10 images x 3 cells = 30 -> tail round(30 / 7) = 4.
-    assert class_counts(10, imbalance=4, cells_per_image=3, classes=("a", "b", "c")) == {
+    assert long_tail_instances_per_class(10, imbalance=4, cells_per_image=3, classes=("a", "b", "c")) == {
         "a": 16,
         "b": 8,
         "c": 4,
     }
     # A set too small for one tail instance still gets one, and the head keeps the ratio.
-    assert class_counts(1, imbalance=100, cells_per_image=1, classes=("a", "b")) == {"a": 100, "b": 1}
+    assert long_tail_instances_per_class(1, imbalance=100, cells_per_image=1, classes=("a", "b")) == {
+        "a": 100,
+        "b": 1,
+    }
     with pytest.raises(ValueError, match="imbalance must be >= 1"):
-        class_counts(10, imbalance=0.5, cells_per_image=3)
+        long_tail_instances_per_class(10, imbalance=0.5, cells_per_image=3)
 
 
 def test_frequency_thresholds_follow_lvis_and_scale_down():
