@@ -1,11 +1,11 @@
 """Post-hoc calibration of classifier scores for long-tailed detection, applied at test time only.
 
 Glossary
-    logits          softmax heads: (N, C+1), foreground classes 0..C-1, background last (mmdet's BBoxHead order);
-                    sigmoid heads: (N, C), no background column.
-    class_counts    (C,) training instances per foreground class (N_c), all > 0.
-    priors          (C,) class prior pi_c > 0 (training label frequencies; need not sum to 1).
-    weight          (C, D, ...) classifier weight, one row (or filter) per class.
+    logits               softmax heads: (N, C+1), foreground classes 0..C-1, background last (mmdet order);
+                         sigmoid heads: (N, C), no background column.
+    instances_per_class  (C,) training instances per foreground class (N_c), all > 0.
+    priors               (C,) class prior pi_c > 0 (training label frequencies; need not sum to 1).
+    weight               (C, D, ...) classifier weight, one row (or filter) per class.
 
 Functions: :func:`norcal` (Pan et al., NeurIPS 2021), :func:`norcal_sigmoid` (cytolt's one-vs-background
 reading of NorCal for sigmoid heads), :func:`tau_norm` (Kang et al., ICLR 2020), :func:`logit_adjust`
@@ -30,7 +30,7 @@ def _log_positive(values: torch.Tensor, name: str, like: torch.Tensor) -> torch.
     return values.log()
 
 
-def norcal(logits: torch.Tensor, class_counts: torch.Tensor, gamma: float) -> torch.Tensor:
+def norcal(logits: torch.Tensor, instances_per_class: torch.Tensor, gamma: float) -> torch.Tensor:
     """NorCal for softmax detectors (Pan et al., "On Model Calibration for Long-Tailed Object Detection
     and Instance Segmentation", NeurIPS 2021).
 
@@ -39,7 +39,7 @@ def norcal(logits: torch.Tensor, class_counts: torch.Tensor, gamma: float) -> to
 
     Args:
         logits: (N, C+1), background last.
-        class_counts: (C,) training instances per foreground class, > 0.
+        instances_per_class: (C,) training instances per foreground class, > 0.
         gamma: calibration strength >= 0 (the paper tunes it on validation data).
 
     Returns:
@@ -47,10 +47,10 @@ def norcal(logits: torch.Tensor, class_counts: torch.Tensor, gamma: float) -> to
     """
     if logits.ndim != 2:
         raise ValueError(f"logits must be (N, C+1); got shape {tuple(logits.shape)}")
-    log_counts = _log_positive(class_counts, "class_counts", logits)
+    log_counts = _log_positive(instances_per_class, "instances_per_class", logits)
     if logits.shape[1] != len(log_counts) + 1:
         raise ValueError(
-            f"logits have {logits.shape[1]} columns but class_counts has {len(log_counts)} classes; "
+            f"logits have {logits.shape[1]} columns but instances_per_class has {len(log_counts)} classes; "
             "expected C foreground columns plus background last"
         )
     # Dividing exp(z_c) by N_c**gamma is subtracting gamma*log N_c in log space; the background offset is 0.
@@ -58,7 +58,7 @@ def norcal(logits: torch.Tensor, class_counts: torch.Tensor, gamma: float) -> to
     return torch.softmax(logits - offset, dim=1)
 
 
-def norcal_sigmoid(logits: torch.Tensor, class_counts: torch.Tensor, gamma: float) -> torch.Tensor:
+def norcal_sigmoid(logits: torch.Tensor, instances_per_class: torch.Tensor, gamma: float) -> torch.Tensor:
     """NorCal read for sigmoid heads: ``sigmoid(z_c - gamma * log N_c)``, shape (N, C).
 
     Not from the paper (which treats softmax heads): a sigmoid output is a two-way softmax of class c against
@@ -69,10 +69,10 @@ def norcal_sigmoid(logits: torch.Tensor, class_counts: torch.Tensor, gamma: floa
     """
     if logits.ndim != 2:
         raise ValueError(f"logits must be (N, C); got shape {tuple(logits.shape)}")
-    log_counts = _log_positive(class_counts, "class_counts", logits)
+    log_counts = _log_positive(instances_per_class, "instances_per_class", logits)
     if logits.shape[1] != len(log_counts):
         raise ValueError(
-            f"logits have {logits.shape[1]} columns but class_counts has {len(log_counts)} classes"
+            f"logits have {logits.shape[1]} columns but instances_per_class has {len(log_counts)} classes"
         )
     return torch.sigmoid(logits - gamma * log_counts)
 

@@ -9,8 +9,8 @@ Registered in mmdet's registries on import:
 Glossary
     label order   the order of ``categories`` in the annotation file, which is mmdet's ``LVISV1Dataset``
                   label order (``cat2label``); LVIS v1 lists categories by ascending id.
-    image_count   (C,) training images that contain the category; ``image_freq`` = image_count / images.
-    instance_count (C,) training instances (annotations) of the category: NorCal's ``N_c``.
+    images_per_class     (C,) training images that contain the category; ``image_freq`` = images_per_class / images.
+    instances_per_class  (C,) training instances (annotations) of the category: NorCal's ``N_c``.
     logits        two-stage ``BBoxHead``: (R, C + 1) for softmax heads (background last); ``RoISigmoidLoss``
                   makes the head emit (R, C), one sigmoid per class.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +32,9 @@ from mmengine.config import Config
 from torch import Tensor, nn
 
 from cytolt.calibration import norcal
+from cytolt.category_stats import CategoryStats, coco_category_stats
 
 __all__ = [
-    "CategoryStats",
     "ClassAwareMixDataset",
     "NorCalShared2FCBBoxHead",
     "RoISigmoidLoss",
@@ -47,29 +46,9 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------- statistics
 
 
-@dataclass(frozen=True)
-class CategoryStats:
-    """Per-category statistics of a training annotation file, in label order.
-
-    ``image_count`` and ``instance_count`` are (C,) int64 counted from the file's annotations (not read from the
-    categories' own ``image_count`` fields, which a derived file such as a held-out split would leave stale).
-    """
-
-    ids: tuple[int, ...]
-    names: tuple[str, ...]
-    frequency: tuple[str, ...]
-    image_count: np.ndarray
-    instance_count: np.ndarray
-    num_images: int
-
-    @property
-    def image_freq(self) -> np.ndarray:
-        """(C,) float64, fraction of the training images that contain each category (EQL's ``f_j``)."""
-        return self.image_count / max(self.num_images, 1)
-
-
 def lvis_category_stats(ann_file: str | Path) -> CategoryStats:
-    """Category statistics of an LVIS (or COCO) json, counted once per file version and cached.
+    """Category statistics (``cytolt.category_stats.CategoryStats``) of an LVIS (or COCO) json, counted once per
+    file version and cached.
 
     Reading LVIS v1 train (about 1 GB) takes tens of seconds, so models that need statistics at build time
     (EQL, federated loss, NorCal) share one read per process; the cache key includes the file's size and
@@ -87,30 +66,7 @@ def lvis_category_stats(ann_file: str | Path) -> CategoryStats:
 @functools.lru_cache(maxsize=4)
 def _category_stats(path: str, mtime_ns: int, size: int) -> CategoryStats:
     with open(path) as f:
-        data = json.load(f)
-    categories = data.get("categories")
-    if not categories:
-        raise ValueError(f"{path}: no categories")
-    index = {c["id"]: k for k, c in enumerate(categories)}
-    instance_count = np.zeros(len(categories), np.int64)
-    seen: set[tuple[int, int]] = set()
-    for ann in data.get("annotations", []):
-        k = index.get(ann["category_id"])
-        if k is None:
-            raise ValueError(
-                f"{path}: annotation {ann.get('id')} has unknown category_id {ann['category_id']}"
-            )
-        instance_count[k] += 1
-        seen.add((ann["image_id"], k))
-    image_count = np.bincount([k for _, k in seen], minlength=len(categories)).astype(np.int64)
-    return CategoryStats(
-        ids=tuple(int(c["id"]) for c in categories),
-        names=tuple(str(c["name"]) for c in categories),
-        frequency=tuple(str(c.get("frequency", "")) for c in categories),
-        image_count=image_count,
-        instance_count=instance_count,
-        num_images=len(data.get("images", [])),
-    )
+        return coco_category_stats(json.load(f), source=path)
 
 
 # ---------------------------------------------------------------------------------------------- losses
@@ -119,7 +75,10 @@ def _category_stats(path: str, mtime_ns: int, size: int) -> CategoryStats:
 # hyper-parameters are dataset statistics read from ``train_ann_file``.
 STAT_ARGUMENTS: dict[str, tuple[str, str]] = {
     "EQLLoss": ("image_freq", "image_freq"),  # EQL: f_j, fraction of images (Tan et al. 2020)
-    "FederatedLoss": ("image_count", "image_count"),  # sampling weight image_count^0.5 (Zhou et al. 2021)
+    "FederatedLoss": (
+        "image_count",
+        "images_per_class",
+    ),  # sampling weight image_count^0.5 (Zhou et al. 2021)
 }
 
 
@@ -217,12 +176,13 @@ class NorCalShared2FCBBoxHead(Shared2FCBBoxHead):
     NorCal (Pan et al., "On Model Calibration for Long-Tailed Object Detection and Instance Segmentation",
     NeurIPS 2021): each RoI's foreground scores become ``exp(z_c) / N_c ** gamma``, the background score stays,
     and the C + 1 scores are renormalised (``cytolt.calibration.norcal``). Training is unchanged (the loss sees
-    the raw logits), so a checkpoint of the plain head loads as is: ``class_counts`` is a non-persistent buffer.
+    the raw logits), so a checkpoint of the plain head loads as is: ``instances_per_class`` is a non-persistent
+    buffer.
 
     Args:
         gamma: calibration strength >= 0 (0 is the plain softmax); the paper tunes it on held-out data.
         train_ann_file: training annotation file; ``N_c`` is each category's instance count in it.
-        class_counts: (C,) instance counts given directly instead of ``train_ann_file``.
+        instances_per_class: (C,) training instances per class given directly instead of ``train_ann_file``.
         **kwargs: ``Shared2FCBBoxHead``'s arguments (``num_classes``, ``loss_cls``, ...). The loss must be a
             softmax one (C + 1 outputs): NorCal's rule needs the background column.
     """
@@ -232,7 +192,7 @@ class NorCalShared2FCBBoxHead(Shared2FCBBoxHead):
         *,
         gamma: float,
         train_ann_file: str | None = None,
-        class_counts: Sequence[int] | None = None,
+        instances_per_class: Sequence[int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -241,12 +201,16 @@ class NorCalShared2FCBBoxHead(Shared2FCBBoxHead):
                 f"NorCalShared2FCBBoxHead needs a softmax loss_cls with C + 1 outputs; "
                 f"{type(self.loss_cls).__name__} declares its own channels"
             )
-        if (train_ann_file is None) == (class_counts is None):
-            raise ValueError("NorCalShared2FCBBoxHead: give exactly one of train_ann_file and class_counts")
+        if (train_ann_file is None) == (instances_per_class is None):
+            raise ValueError(
+                "NorCalShared2FCBBoxHead: give exactly one of train_ann_file and instances_per_class"
+            )
         if not gamma >= 0:
             raise ValueError(f"NorCalShared2FCBBoxHead: gamma must be >= 0; got {gamma}")
         counts = (
-            lvis_category_stats(train_ann_file).instance_count if train_ann_file is not None else class_counts
+            lvis_category_stats(train_ann_file).instances_per_class
+            if train_ann_file is not None
+            else instances_per_class
         )
         counts_t = torch.as_tensor(np.asarray(counts, dtype=np.float64), dtype=torch.float32)
         if counts_t.shape != (self.num_classes,):
@@ -255,7 +219,7 @@ class NorCalShared2FCBBoxHead(Shared2FCBBoxHead):
             )
         self.gamma = float(gamma)
         # A class with no training instance would get an infinite boost; count it as one.
-        self.register_buffer("class_counts", counts_t.clamp_min(1.0), persistent=False)
+        self.register_buffer("instances_per_class", counts_t.clamp_min(1.0), persistent=False)
 
     def _predict_by_feat_single(
         self,
@@ -269,7 +233,7 @@ class NorCalShared2FCBBoxHead(Shared2FCBBoxHead):
         if cls_score is not None and cls_score.numel() > 0:
             # mmdet turns cls_score into scores with a softmax; handing it the log of NorCal's probabilities
             # makes that softmax return them unchanged (each row already sums to 1).
-            cls_score = norcal(cls_score, self.class_counts, self.gamma).log()
+            cls_score = norcal(cls_score, self.instances_per_class, self.gamma).log()
         return super()._predict_by_feat_single(roi, cls_score, bbox_pred, img_meta, rescale, rcnn_test_cfg)
 
 

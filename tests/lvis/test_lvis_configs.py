@@ -356,7 +356,7 @@ def _check_method(name: str, runner, stats) -> None:
             and loss.cum_samples.sum() > 0
         ),
         "federated_rfs_1x": lambda: torch.allclose(
-            loss.sampling_weight.double(), torch.from_numpy(stats.image_count.astype(float)) ** 0.5
+            loss.sampling_weight.double(), torch.from_numpy(stats.images_per_class.astype(float)) ** 0.5
         ),
         "cdb_1x": lambda: (
             type(loss).__name__ == "CDBLoss"
@@ -368,7 +368,8 @@ def _check_method(name: str, runner, stats) -> None:
             and "CopyPaste" in runner.train_dataloader.dataset.pipeline_types
         ),
         "norcal_rfs_1x": lambda: torch.equal(
-            model.roi_head.bbox_head.class_counts, torch.tensor(stats.instance_count, dtype=torch.float32)
+            model.roi_head.bbox_head.instances_per_class,
+            torch.tensor(stats.instances_per_class, dtype=torch.float32),
         ),
         "focal_rfs_2x": lambda: type(loss).__name__ == "FocalLoss",
         "efl_rfs_2x": lambda: type(loss).__name__ == "EqualizedFocalLoss" and loss.pos_grad.sum() > 0,

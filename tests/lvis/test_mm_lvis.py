@@ -49,19 +49,19 @@ def tiny_ann(tmp_path):
 def test_category_stats_count_images_and_instances_in_file_order(tiny_ann):
     stats = lvis_category_stats(tiny_ann)
     assert stats.ids == (7, 3) and stats.names == ("seven", "three") and stats.frequency == ("f", "r")
-    assert stats.image_count.tolist() == [2, 1]
-    assert stats.instance_count.tolist() == [3, 1]
+    assert stats.images_per_class.tolist() == [2, 1]
+    assert stats.instances_per_class.tolist() == [3, 1]
     assert stats.num_images == 4
     assert stats.image_freq.tolist() == [0.5, 0.25]  # 2/4, 1/4
 
 
 def test_category_stats_follow_a_changed_file(tiny_ann):
-    assert lvis_category_stats(tiny_ann).instance_count.tolist() == [3, 1]
+    assert lvis_category_stats(tiny_ann).instances_per_class.tolist() == [3, 1]
     data = dict(TINY, annotations=TINY["annotations"] + [{"id": 5, "image_id": 4, "category_id": 3}])
     tiny_ann.write_text(json.dumps(data))
     os.utime(tiny_ann, ns=(1, 2))  # a different mtime, whatever the clock's resolution
     stats = lvis_category_stats(tiny_ann)
-    assert stats.instance_count.tolist() == [3, 2] and stats.image_count.tolist() == [2, 2]
+    assert stats.instances_per_class.tolist() == [3, 2] and stats.images_per_class.tolist() == [2, 2]
 
 
 def test_category_stats_errors_name_the_file(tmp_path):
@@ -155,7 +155,7 @@ def test_norcal_head_scores_are_cytolt_norcal():
     torch.manual_seed(1)
     counts = [1000, 30, 2]
     ce = dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0)
-    head = _bbox_head(ce, 3, type="NorCalShared2FCBBoxHead", gamma=0.7, class_counts=counts)
+    head = _bbox_head(ce, 3, type="NorCalShared2FCBBoxHead", gamma=0.7, instances_per_class=counts)
     rois = torch.tensor([[0, 4.0, 4.0, 20.0, 20.0], [0, 30.0, 30.0, 50.0, 60.0], [0, 1.0, 1.0, 9.0, 9.0]])
     cls_score = torch.randn(3, 4) * 3
     meta = dict(img_shape=(64, 64), scale_factor=(1.0, 1.0))
@@ -164,7 +164,7 @@ def test_norcal_head_scores_are_cytolt_norcal():
     expected = norcal(cls_score, torch.tensor(counts, dtype=torch.float32), 0.7)
     assert torch.allclose(out.scores, expected, atol=1e-6)
     assert not torch.allclose(out.scores, cls_score.softmax(1), atol=1e-3)  # it did calibrate
-    plain = _bbox_head(ce, 3, type="NorCalShared2FCBBoxHead", gamma=0.0, class_counts=counts)
+    plain = _bbox_head(ce, 3, type="NorCalShared2FCBBoxHead", gamma=0.0, instances_per_class=counts)
     out0 = plain._predict_by_feat_single(rois, cls_score, torch.zeros(3, 12), meta, rcnn_test_cfg=None)
     assert torch.allclose(out0.scores, cls_score.softmax(1), atol=1e-6)
 
@@ -173,8 +173,8 @@ def test_norcal_head_loads_a_plain_head_checkpoint(tiny_ann):
     ce = dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0)
     plain = _bbox_head(ce, 2)
     head = _bbox_head(ce, 2, type="NorCalShared2FCBBoxHead", gamma=0.5, train_ann_file=str(tiny_ann))
-    assert head.class_counts.tolist() == [3.0, 1.0]  # instances of 'seven', 'three'
-    head.load_state_dict(plain.state_dict(), strict=True)  # class_counts is not part of the state
+    assert head.instances_per_class.tolist() == [3.0, 1.0]  # instances of 'seven', 'three'
+    head.load_state_dict(plain.state_dict(), strict=True)  # instances_per_class is not part of the state
 
 
 def test_norcal_head_refuses_bad_setups(tiny_ann):
@@ -182,12 +182,12 @@ def test_norcal_head_refuses_bad_setups(tiny_ann):
     with pytest.raises(ValueError, match="exactly one"):
         _bbox_head(ce, 2, type="NorCalShared2FCBBoxHead", gamma=0.5)
     with pytest.raises(ValueError, match="3 class counts for a head with 2"):
-        _bbox_head(ce, 2, type="NorCalShared2FCBBoxHead", gamma=0.5, class_counts=[1, 2, 3])
+        _bbox_head(ce, 2, type="NorCalShared2FCBBoxHead", gamma=0.5, instances_per_class=[1, 2, 3])
     with pytest.raises(ValueError, match="gamma"):
-        _bbox_head(ce, 2, type="NorCalShared2FCBBoxHead", gamma=-1.0, class_counts=[1, 2])
+        _bbox_head(ce, 2, type="NorCalShared2FCBBoxHead", gamma=-1.0, instances_per_class=[1, 2])
     seesaw = dict(type="CytoltSeesawLoss", num_classes=2)
     with pytest.raises(ValueError, match="softmax"):
-        _bbox_head(seesaw, 2, type="NorCalShared2FCBBoxHead", gamma=0.5, class_counts=[1, 2])
+        _bbox_head(seesaw, 2, type="NorCalShared2FCBBoxHead", gamma=0.5, instances_per_class=[1, 2])
 
 
 # ---------------------------------------------------------------------------------------------- datasets
