@@ -10,7 +10,8 @@ from cytolt.evaluate.coco import coco_eval
 from cytolt.evaluate.confusion import confusion_matrix, plot_confusion
 from cytolt.evaluate.fixed_ap import fixed_ap, top_k_per_class
 from cytolt.evaluate.lvis import LVISEvaluator, lvis_eval
-from cytolt.evaluate.per_class import per_class_ap, per_class_ap_from_eval
+from cytolt.evaluate.per_class import per_class_ap
+from cytolt.evaluate.precision import per_class_ap_from_eval
 from cytolt.evaluate.slide import plot_roc, roc_curve, sensitivity_at_specificity, slide_auc
 
 __all__ = [

@@ -18,11 +18,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cytolt.category_stats import FREQUENCY_GROUPS
+
 GtLike = str | Path | Mapping[str, Any]
 DetectionsLike = Sequence[Mapping[str, Any]] | str | Path
 
 IOU_TYPES = ("bbox", "segm")
-FREQUENCIES = ("r", "c", "f")  # LVIS: rare < 10 training images, common 10-100, frequent > 100
 
 
 def check_iou_type(iou_type: str) -> None:
@@ -73,9 +74,9 @@ def load_gt(gt: GtLike, *, lvis: bool) -> tuple[dict[str, Any], str]:
             if missing:
                 raise ValueError(f"{source}: image {img.get('id', '?')} lacks {missing} (LVIS format)")
         for cat in dataset["categories"]:
-            if cat.get("frequency") not in FREQUENCIES:
+            if cat.get("frequency") not in FREQUENCY_GROUPS:
                 raise ValueError(
-                    f"{source}: category {cat.get('id', '?')} needs 'frequency' in {FREQUENCIES} "
+                    f"{source}: category {cat.get('id', '?')} needs 'frequency' in {FREQUENCY_GROUPS} "
                     f"(LVIS format); got {cat.get('frequency')!r}"
                 )
     return dataset, source

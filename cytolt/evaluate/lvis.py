@@ -34,6 +34,7 @@ from cytolt.evaluate._common import (
     load_gt,
     sorted_categories,
 )
+from cytolt.evaluate.precision import per_class_ap_from_eval
 
 # The official LVIS limit (Gupta et al. 2019, Sec. 5; lvis-api's LVISResults default).
 LVIS_MAX_DETS = 300
@@ -230,8 +231,6 @@ class LVISEvaluator:
         return [dict(r) for r in self._results]
 
     def evaluate(self) -> dict[str, float]:
-        from cytolt.evaluate.per_class import per_class_ap_from_eval
-
         ev = run_lvis(self._gt, self._results, iou_type=self.iou_type, max_dets=self.max_dets)
         out = {key: float(value) for key, value in ev.get_results().items()}
         if self.per_class:
