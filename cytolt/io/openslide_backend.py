@@ -28,6 +28,14 @@ class OpenSlideSlide(Slide):
 
     backend = "openslide"
 
+    @classmethod
+    def can_read(cls, path: Path) -> bool:
+        """Whether OpenSlide recognises the file's format (``OpenSlide.detect_format``: a vendor name or None)."""
+        try:
+            return openslide.OpenSlide.detect_format(str(path)) is not None
+        except Exception:  # OpenSlideError, OSError: not a file OpenSlide reads
+            return False
+
     def __init__(self, path: str | Path, *, mpp: MppArg = None) -> None:
         super().__init__(path, mpp=mpp)
         try:

@@ -1,4 +1,4 @@
-"""The ``Slide`` interface every backend implements, and the ``open_slide`` factory.
+"""The ``Slide`` interface every backend implements (``open_slide`` in ``backends.py`` picks and opens one).
 
 Glossary
     level-0 pixels   (x, y) in the full-resolution image, origin top-left. Every location in cytolt is one.
@@ -6,14 +6,14 @@ Glossary
     mpp              microns per level-0 pixel, as an (x, y) pair.
     region           an (h, w, 3) uint8 RGB numpy array; pixels outside the slide are white (255).
 
-Backends live one per file (``openslide_backend.py``, ``tiff_backend.py``) and implement four small
-methods; bounds checks, mpp resampling and thumbnails are shared here so every backend behaves the same.
+Backends live one per file (``openslide_backend.py``, ``tiff_backend.py``) and implement ``can_read`` and
+four small methods; bounds checks, mpp resampling and thumbnails are shared here so every backend behaves the
+same. This module imports no backend.
 """
 
 from __future__ import annotations
 
 import abc
-import importlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +24,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from cytolt.io.errors import SlideError, unsupported_format
+from cytolt.io.errors import SlideError
 
 # A single read larger than this (805 MB of RGB) is a caller bug: large areas are read tile by tile.
 MAX_REGION_PIXELS = 1 << 28
@@ -37,15 +37,6 @@ LEVEL_TOLERANCE = 0.01
 _THUMBNAIL_CHUNK = 4096
 
 MppArg = float | tuple[float, float] | None
-
-# backend name -> "module:class"; modules are imported only when that backend is used.
-BACKENDS: dict[str, str] = {
-    "openslide": "cytolt.io.openslide_backend:OpenSlideSlide",
-    "tifffile": "cytolt.io.tiff_backend:TiffSlide",
-}
-BACKEND_CHOICES: tuple[str, ...] = ("auto", *BACKENDS)
-
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 def parse_mpp(value: MppArg) -> tuple[float, float] | None:
@@ -63,24 +54,28 @@ def parse_mpp(value: MppArg) -> tuple[float, float] | None:
 
 @dataclass(frozen=True)
 class SlideSpec:
-    """What it takes to open a slide again: picklable, so tile workers open their own handles."""
+    """What it takes to open a slide again: picklable, so tile workers open their own handles
+    (``cytolt.io.open_spec``). ``backend`` is a name in ``cytolt.io.BACKENDS``, never 'auto'."""
 
     path: str
     backend: str
     mpp: tuple[float, float] | None = None
-
-    def open(self) -> Slide:
-        return open_slide(self.path, backend=self.backend, mpp=self.mpp)
 
 
 class Slide(abc.ABC):
     """A whole-slide image: a pyramid of RGB levels addressed in level-0 pixels.
 
     Subclasses fill ``_level_dimensions``, ``_level_downsamples`` and ``_native_mpp`` in ``__init__`` and
-    implement ``_read_region``, ``associated_images``, ``_read_associated`` and ``_close``.
+    implement ``can_read``, ``_read_region``, ``associated_images``, ``_read_associated`` and ``_close``.
     """
 
     backend: ClassVar[str] = ""
+
+    @classmethod
+    @abc.abstractmethod
+    def can_read(cls, path: Path) -> bool:
+        """Whether ``backend="auto"`` should open ``path`` with this backend: a cheap probe of the file that
+        never raises (an unreadable or foreign file is False)."""
 
     def __init__(self, path: str | Path, *, mpp: MppArg = None) -> None:
         self.path = Path(path)
@@ -322,57 +317,3 @@ def rgba_on_white(rgba: np.ndarray) -> np.ndarray:
     # rgb * a / 255 + 255 * (1 - a / 255), rounded: exact for a in {0, 255}
     out = (rgb.astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
     return out.astype(np.uint8)
-
-
-def choose_backend(path: Path) -> str:
-    """The backend "auto" picks: tifffile for TIFFs it reads as a plain pyramid, OpenSlide otherwise.
-
-    tifffile+zarr sees SubIFD/OME pyramids (OpenSlide does not) and decodes tiles faster; vendor TIFF
-    flavours (Aperio SVS, NDPI, Leica SCN, Philips, Ventana BIF), DICOM and other formats go to OpenSlide.
-    """
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-    except OSError as exc:
-        raise SlideError(path, f"cannot read the file: {exc.strerror or exc}") from exc
-    if head in _TIFF_MAGIC:
-        from cytolt.io.tiff_backend import tifffile_reads_pyramid
-
-        if tifffile_reads_pyramid(path):
-            return "tifffile"
-    return "openslide"
-
-
-def open_slide(path: str | Path, backend: str = "auto", *, mpp: MppArg = None) -> Slide:
-    """Open a whole-slide image.
-
-    Args:
-        path: the slide file.
-        backend: 'auto' (see ``choose_backend``), 'openslide' or 'tifffile'.
-        mpp: microns per level-0 pixel, a number or (x, y); overrides the file's value or supplies a
-            missing one.
-
-    Raises:
-        ValueError: an unknown backend name or a bad mpp.
-        SlideError: the file is missing, unsupported (KFB, SDPC, TMAP, ...), truncated or corrupt.
-    """
-    if backend not in BACKEND_CHOICES:
-        choices = ", ".join(repr(c) for c in BACKEND_CHOICES)
-        raise ValueError(f"backend must be one of {choices}; got {backend!r}")
-    parse_mpp(mpp)  # a bad mpp is a ValueError before any file access
-    path = Path(path)
-    if not path.exists():
-        raise SlideError(path, "file not found")
-    if path.is_dir():
-        raise SlideError(path, "is a directory, not a slide file")
-    vendor = unsupported_format(path)
-    if vendor is not None:
-        name, needs = vendor
-        raise SlideError(
-            path, f"{name} slides are not supported: reading them needs {needs}; convert to OME-TIFF or SVS"
-        )
-    if backend == "auto":
-        backend = choose_backend(path)
-    module, _, attr = BACKENDS[backend].partition(":")
-    cls: type[Slide] = getattr(importlib.import_module(module), attr)
-    return cls(path, mpp=mpp)

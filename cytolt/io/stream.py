@@ -32,11 +32,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cytolt.io.backends import open_spec
 from cytolt.io.errors import SlideError
 from cytolt.io.grid import TileGrid
 
 if TYPE_CHECKING:
     import torch
+
+    from cytolt.io.slide import Slide
 
 MODES = ("thread", "process")
 _JOIN_TIMEOUT_S = 10.0  # a worker finishes the batch it is reading before it sees the stop sentinel
@@ -67,6 +70,8 @@ class TileStream:
         prefetch: batches read ahead of the consumer; default 2 per worker (at least 2).
         pin_memory: pin batches for fast host-to-GPU copies; None pins when CUDA is available.
         progress: called as progress(tiles_done, tiles_total) before each batch is yielded.
+        slide: with ``workers=0``, read from this open handle of the grid's slide (left open) instead of
+            opening the file again; reader threads and processes always open their own.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class TileStream:
         prefetch: int | None = None,
         pin_memory: bool | None = None,
         progress: Callable[[int, int], Any] | None = None,
+        slide: Slide | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(repr(m) for m in MODES)}; got {mode!r}")
@@ -96,6 +102,7 @@ class TileStream:
         self.prefetch = prefetch
         self.pin_memory = pin_memory
         self.progress = progress
+        self.slide = slide
 
     def __len__(self) -> int:
         """Number of batches."""
@@ -114,7 +121,7 @@ class TileStream:
         if pin and not torch.cuda.is_available():
             raise ValueError("pin_memory=True needs CUDA, which torch does not see")
         if self.workers == 0:
-            pool: _Pool = _InlinePool(self.grid, self.batch_size)
+            pool: _Pool = _InlinePool(self.grid, self.batch_size, self.slide)
         elif self.mode == "thread":
             pool = _ThreadPool(self.grid, self.batch_size, self.workers)
         else:
@@ -197,9 +204,10 @@ class _Pool:
 class _InlinePool(_Pool):
     """workers=0: read each batch in the consumer's thread when it is asked for."""
 
-    def __init__(self, grid: TileGrid, batch_size: int) -> None:
+    def __init__(self, grid: TileGrid, batch_size: int, slide: Slide | None) -> None:
         self.grid, self.batch_size = grid, batch_size
-        self.slide = grid.spec.open()
+        self.owned = slide is None
+        self.slide = open_spec(grid.spec) if slide is None else slide
         self.jobs: deque[int] = deque()
 
     def submit(self, j: int) -> None:
@@ -212,7 +220,8 @@ class _InlinePool(_Pool):
         return j, out, None
 
     def close(self) -> None:
-        self.slide.close()
+        if self.owned:
+            self.slide.close()
 
 
 def _tile_shape(grid: TileGrid) -> tuple[int, int, int]:
@@ -223,7 +232,7 @@ def _thread_worker(
     grid: TileGrid, batch_size: int, jobs: queue.SimpleQueue, results: queue.SimpleQueue
 ) -> None:
     try:
-        slide = grid.spec.open()
+        slide = open_spec(grid.spec)
     except BaseException as exc:
         results.put((-1, None, exc))
         return
@@ -277,7 +286,7 @@ def _process_worker(
     slots = np.ndarray((n_slots, batch_size, *_tile_shape(grid)), np.uint8, buffer=shm.buf)
     try:
         try:
-            slide = grid.spec.open()
+            slide = open_spec(grid.spec)
         except BaseException as exc:
             results.put((-1, None, _portable(exc)))
             return

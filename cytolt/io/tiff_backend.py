@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import tifffile
-import zarr
 
 from cytolt.io.errors import SlideError
 from cytolt.io.slide import MppArg, Slide, rgba_on_white
@@ -40,6 +39,8 @@ from cytolt.io.slide import MppArg, Slide, rgba_on_white
 # tifffile flags of TIFF flavours whose layout OpenSlide understands and tifffile only partly does
 # (associated images, vendor offsets), so "auto" sends them to OpenSlide.
 OPENSLIDE_FLAVOURS = ("is_svs", "is_ndpi", "is_scn", "is_philips", "is_bif")
+# Classic TIFF and BigTIFF, little- and big-endian.
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # Microns per unit, for OME PhysicalSizeXUnit (default µm) and TIFF ResolutionUnit (2 inch, 3 cm).
 _OME_UNITS_UM = {"µm": 1.0, "μm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
 _RESUNIT_UM = {2: 25400.0, 3: 10000.0}
@@ -80,25 +81,6 @@ def _capture_tifffile_errors() -> Iterator[_LogCapture]:
         yield capture
     finally:
         log.removeFilter(capture)
-
-
-def tifffile_reads_pyramid(path: str | Path) -> bool:
-    """Whether "auto" should use tifffile: a TIFF that is no OpenSlide vendor flavour, whose main image
-    tifffile parses and can decode. Covers OME/SubIFD pyramids (invisible to OpenSlide), levels-as-pages
-    pyramids and single-level TIFFs (tiled or stripped; OpenSlide reads only tiled ones)."""
-    try:
-        with _capture_tifffile_errors(), tifffile.TiffFile(path) as tif:
-            first = tif.pages.first
-            if any(getattr(first, flag, False) for flag in OPENSLIDE_FLAVOURS):
-                return False
-            series = tif.series
-            if not series:
-                return False
-            page = series[0].keyframe
-            return page.compression in tifffile.TIFF.DECOMPRESSORS and page.dtype == np.uint8
-    except Exception:
-        # Not parseable by tifffile: OpenSlide gets to try (and to report the error).
-        return False
 
 
 class _Level:
@@ -143,6 +125,28 @@ class TiffSlide(Slide):
     """
 
     backend = "tifffile"
+
+    @classmethod
+    def can_read(cls, path: Path) -> bool:
+        """A TIFF that is no OpenSlide vendor flavour, whose main image tifffile parses and can decode. Covers
+        OME/SubIFD pyramids (invisible to OpenSlide), levels-as-pages pyramids and single-level TIFFs (tiled or
+        stripped; OpenSlide reads only tiled ones)."""
+        try:
+            with open(path, "rb") as fh:
+                if fh.read(4) not in _TIFF_MAGIC:
+                    return False
+            with _capture_tifffile_errors(), tifffile.TiffFile(path) as tif:
+                first = tif.pages.first
+                if any(getattr(first, flag, False) for flag in OPENSLIDE_FLAVOURS):
+                    return False
+                series = tif.series
+                if not series:
+                    return False
+                page = series[0].keyframe
+                return page.compression in tifffile.TIFF.DECOMPRESSORS and page.dtype == np.uint8
+        except Exception:
+            # Not readable or not parseable by tifffile: another backend gets to try (and to report the error).
+            return False
 
     def __init__(self, path: str | Path, *, mpp: MppArg = None, direct: bool = True) -> None:
         super().__init__(path, mpp=mpp)
@@ -298,6 +302,10 @@ class TiffSlide(Slide):
             if lv.zarr is None:
                 with self._lock:
                     if lv.zarr is None:
+                        # Imported on first use: zarr takes ~0.5 s to import and most slides never need it, while
+                        # every ``import cytolt.io`` imports this backend (the open_slide table).
+                        import zarr
+
                         # fillvalue 255: tiles never written read as white, as on the direct path
                         lv.zarr = zarr.open(lv.pyramid.aszarr(level=lv.k, fillvalue=255), mode="r")
             block = _to_yxs(np.asarray(lv.zarr[_yx_slices(lv.axes, y0, y1, x0, x1)]), lv.axes)

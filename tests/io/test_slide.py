@@ -11,8 +11,10 @@ import pytest
 import tifffile
 
 import cytolt.io.slide as slide_module
-from cytolt.io import SlideError, open_slide
+from cytolt.io import SlideError, open_slide, open_spec
+from cytolt.io.openslide_backend import OpenSlideSlide
 from cytolt.io.slide import SlideSpec, parse_mpp, rgba_on_white
+from cytolt.io.tiff_backend import TiffSlide
 
 BACKENDS = ("openslide", "tifffile")
 
@@ -28,6 +30,25 @@ def test_unknown_backend_lists_the_choices(generic_tiff: Path) -> None:
 def test_auto_backend_by_layout(generated: dict[str, Path], layout: str, expected: str) -> None:
     with open_slide(generated[layout]) as slide:
         assert slide.backend == expected
+
+
+def test_each_backend_says_which_files_it_reads(
+    generated: dict[str, Path], openslide_fixtures: Path, tmp_path: Path
+) -> None:
+    assert TiffSlide.can_read(generated["generic"]) and TiffSlide.can_read(generated["ome"])
+    assert not TiffSlide.can_read(
+        generated["aperio"]
+    )  # a vendor flavour: OpenSlide reads its associated images
+    assert OpenSlideSlide.can_read(generated["aperio"])
+    assert OpenSlideSlide.can_read(openslide_fixtures / "boxes_0.dcm")
+    assert not TiffSlide.can_read(openslide_fixtures / "boxes_0.dcm")
+    junk = tmp_path / "notes.tiff"
+    junk.write_text("not a slide")
+    for backend in (TiffSlide, OpenSlideSlide):
+        assert not backend.can_read(junk) and not backend.can_read(tmp_path / "absent.tiff")
+    # No backend claims it: "auto" hands it to OpenSlide, the last in line, whose error says why.
+    with pytest.raises(SlideError, match="not a slide format OpenSlide recognises"):
+        open_slide(junk)
 
 
 def test_auto_sends_dicom_to_openslide(openslide_fixtures: Path) -> None:
@@ -202,7 +223,7 @@ def test_spec_reopens_the_same_slide(generic_tiff: Path) -> None:
     with open_slide(generic_tiff, mpp=0.4) as slide:
         spec = pickle.loads(pickle.dumps(slide.spec))
         assert spec == SlideSpec(str(generic_tiff), "tifffile", (0.4, 0.4))
-        with spec.open() as again:
+        with open_spec(spec) as again:
             assert again.mpp == (0.4, 0.4)
             np.testing.assert_array_equal(
                 again.read_region((5, 5), 0, (9, 9)), slide.read_region((5, 5), 0, (9, 9))
