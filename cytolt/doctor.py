@@ -1,4 +1,8 @@
-"""What is installed, what works, and what to do about each missing piece (``cytolt doctor``)."""
+"""What is installed, what works, and what to do about each missing piece (``cytolt doctor``).
+
+Packages are probed by name (``importlib``), so the doctor imports even when they are broken; mmcv's compiled
+ops are probed through ``cytolt.mm.ops_check``, since only ``cytolt.mm`` imports the OpenMMLab stack.
+"""
 
 from __future__ import annotations
 
@@ -67,7 +71,11 @@ def check_mmcv() -> list[Check]:
     if version is None:
         return [Check("mmcv", False, _import_error("mmcv"), "run `make setup` (builds mmcv 2.1.0 once)")]
     try:
-        from mmcv.ops import get_compiler_version, get_compiling_cuda_version, nms  # noqa: F401
+        # Imported here, not at the top: a broken mmcv (or mmdet, which cytolt.mm loads) is what the doctor
+        # reports, so it must not stop the doctor from importing.
+        from cytolt.mm.ops_check import mmcv_ops
+
+        ops = mmcv_ops()
     except Exception as exc:
         return [
             Check(
@@ -77,13 +85,11 @@ def check_mmcv() -> list[Check]:
                 "rebuild: rm the cached wheel, make setup",
             )
         ]
-    cuda = get_compiling_cuda_version()
     import torch
 
-    ops = "CUDA" if cuda not in ("not available", "") and torch.cuda.is_available() else "CPU"
-    detail = f"{version}, ops: {ops} (compiled with {get_compiler_version()}, CUDA {cuda})"
+    detail = f"{version}, ops: {ops.device} (compiled with {ops.compiler}, CUDA {ops.cuda})"
     fix = ""
-    if ops == "CPU" and torch.cuda.is_available():
+    if ops.device == "CPU" and torch.cuda.is_available():
         fix = "a GPU is present but mmcv has CPU ops only: delete the cached wheel and run `make setup` on this machine"
     return [Check("mmcv", True, detail, fix)]
 
@@ -114,8 +120,8 @@ def check_napari() -> list[Check]:
     qt = check_package("qtpy", "Qt binding", fix="pip install 'napari[pyqt5]'")
     if qt.ok:
         try:
-            import qtpy
-
+            # By name, like every optional package the doctor probes: cytolt itself never imports Qt.
+            qtpy = importlib.import_module("qtpy")
             qt = Check("Qt binding", True, f"{qtpy.API_NAME} {qtpy.QT_VERSION}")
         except Exception as exc:
             qt = Check("Qt binding", False, str(exc), "pip install 'napari[pyqt5]'")
