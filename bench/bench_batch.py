@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from cytolt.screen import screen_slides
+from cytolt.screen import DaskExecutor, LocalExecutor, screen_slides
 from cytolt.store import DetectionStore
 from cytolt.synth import make_slide
 
@@ -121,7 +121,8 @@ def main() -> int:
                 torch.set_num_threads(cores)
                 run_dir = folder / f"{name.replace(' ', '_')}_{k}"
                 t0 = time.perf_counter()
-                summary = screen_slides(slides, args.model, run_dir, dask_workers=workers)
+                executor = LocalExecutor() if workers is None else DaskExecutor(workers=workers)
+                summary = screen_slides(slides, args.model, run_dir, executor=executor)
                 wall = time.perf_counter() - t0
                 if not summary.ok:
                     print(f"{name}: failed slides {[r.error for r in summary.failed]}", file=sys.stderr)

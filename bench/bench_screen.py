@@ -40,7 +40,8 @@ import torch
 
 from cytolt.detect import load
 from cytolt.io import TileStream, open_slide
-from cytolt.screen.engine import default_overlap, default_scorer, screen_slide, tile_grid
+from cytolt.screen.engine import default_scorer, screen_slide, tile_grid
+from cytolt.screen.settings import ScreenSettings, default_overlap
 from cytolt.store import DetectionStore
 from cytolt.synth import CLASS_COLORS, CLASSES, make_slide
 
@@ -179,19 +180,16 @@ def main() -> int:
             return time.perf_counter() - t
 
         store = DetectionStore(tmp / "run.sqlite")
+        slide_id = store.add_slide(slide_path)
 
         def run_slide(workers: int) -> tuple[float, dict[str, float]]:
             t = time.perf_counter()
-            result = screen_slide(
-                slide_path,
-                detector,
-                store=store,
-                tile_size=args.tile_size,
-                overlap=overlap,
-                batch_size=args.batch_size,
-                workers=workers,
-                scorer=scorer,
+            run = ScreenSettings(
+                tile_size=args.tile_size, overlap=overlap, batch_size=args.batch_size, read_threads=workers
             )
+            result = screen_slide(slide_path, detector, run, scorer=scorer)
+            # what the run recorder then writes for the slide
+            store.replace_detections(slide_id, result.detections, result.class_names)
             if cuda:
                 torch.cuda.synchronize()
             return time.perf_counter() - t, result.timings

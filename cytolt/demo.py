@@ -83,8 +83,8 @@ def run_demo(
         train_iters: training iterations of the demo detector (1,000 take about 2 minutes on 2 cores).
         retrain: train again even if a model from an earlier run is there.
     """
+    from cytolt.detect import ModelFolder
     from cytolt.screen import screen_slides
-    from cytolt.screen.batch import SCORER_FILE
     from cytolt.screen.calibrate import fit_slide_scorer
     from cytolt.synth import cells_path_for, make_patch_dataset, make_slide
 
@@ -107,7 +107,7 @@ def run_demo(
         slides.append(path)
 
     model_dir = root / "model"
-    retrained = retrain or not (model_dir / "model.json").is_file()
+    retrained = retrain or not (model_dir / ModelFolder.META).is_file()
     if retrained:
         from cytolt.mm.train import export_model, train
 
@@ -125,7 +125,7 @@ def run_demo(
     else:
         echo(f"[3/5] detector: reusing {model_dir} (pass --retrain to train again)")
 
-    if retrained or not (model_dir / SCORER_FILE).is_file():
+    if retrained or not (model_dir / ModelFolder.SCORER).is_file():
         calib = []
         for label, seed in CALIBRATION_SLIDES:
             path = root / "calibration" / f"{label.lower()}_{seed}.tiff"
@@ -135,7 +135,7 @@ def run_demo(
                 make_slide(path, size=(side, side), mpp=0.25, format="tiff", seed=seed, label=label)
             calib.append(path)
         echo(
-            f"[4/5] fitting the slide scorer on {len(calib)} labelled calibration slides -> {model_dir / SCORER_FILE}"
+            f"[4/5] fitting the slide scorer on {len(calib)} labelled calibration slides -> {model_dir / ModelFolder.SCORER}"
         )
         fit = fit_slide_scorer(
             calib, [label for label, _ in CALIBRATION_SLIDES], model_dir, root / "calibration_run"
@@ -151,7 +151,7 @@ def run_demo(
             f"(default thresholds: {fit.accuracy_before:.0%})"
         )
     else:
-        echo(f"[4/5] slide scorer: reusing {model_dir / SCORER_FILE}")
+        echo(f"[4/5] slide scorer: reusing {model_dir / ModelFolder.SCORER}")
 
     run_dir = root / "run"
     echo(f"[5/5] screening {len(slides)} slides -> {run_dir}")

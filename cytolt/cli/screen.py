@@ -10,12 +10,14 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
-    from cytolt.screen import RunSummary, SlideResult
+    from cytolt.detect import ModelFolder
+    from cytolt.screen import RunCallbacks, RunSummary, ScreenSettings, SlideResult
+    from cytolt.screen.executors import Executor
 
 # Kept here (not imported from cytolt.screen) so that `cytolt screen --help` imports nothing heavy.
 MERGE_CHOICES = ("nms", "wbf")
@@ -145,103 +147,134 @@ def screen(
     memory_limit: str,
     quiet: bool,
 ) -> None:
-    import torch
-    from tqdm import tqdm
-
-    from cytolt.detect import read_model_info
-    from cytolt.screen import ScreeningInterrupted, collect_slides, screen_slides
+    from cytolt.detect import ModelFolder
+    from cytolt.screen import DaskExecutor, LocalExecutor, ScreenSettings, collect_slides
+    from cytolt.screen.settings import InvalidSetting
 
     try:
-        read_model_info(model_dir)
+        model = ModelFolder.read(model_dir)
     except (FileNotFoundError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--model") from None
-    if device is not None:
-        try:
-            torch.device(device)
-        except RuntimeError as exc:
-            raise click.BadParameter(str(exc), param_hint="--device") from None
-    if overlap is not None and overlap >= tile_size:
-        raise click.BadParameter(
-            f"must be smaller than --tile-size {tile_size}; got {overlap}", param_hint="--overlap"
+    try:
+        settings = ScreenSettings(
+            tile_size=tile_size,
+            overlap=overlap,
+            merge=merge,
+            batch_size=batch_size,
+            read_threads=read_threads,
+            device=device,
+            timeout=timeout,
         )
+    except InvalidSetting as exc:
+        raise click.BadParameter(str(exc), param_hint="--" + exc.field.replace("_", "-")) from None
     if dask_workers is not None and scheduler is not None:
         raise click.UsageError(
             "give --workers (a local Dask cluster) or --scheduler (a running one), not both"
         )
-    if (dask_workers is not None or scheduler is not None) and not _has_dask():
+    on_dask = dask_workers is not None or scheduler is not None
+    if on_dask and not _has_dask():
         raise click.UsageError("--workers and --scheduler need dask[distributed]: pip install 'cytolt[dask]'")
     try:
         slides = collect_slides(inputs)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="INPUT") from None
 
-    run_bar = tqdm(total=len(slides), desc="run", unit="slide", dynamic_ncols=True, disable=quiet)
-    bars: dict[Path, tqdm] = {}
+    console = _Console(len(slides), quiet=quiet)
+    executor = (
+        DaskExecutor(workers=dask_workers, scheduler=scheduler, memory_limit=memory_limit)
+        if on_dask
+        else LocalExecutor(progress=None if quiet else console.progress)
+    )
+    again = shlex.join(["cytolt", "screen", *inputs, "-o", str(run_dir), "--model", str(model_dir)])
+    _run(slides, model, run_dir, settings, executor, resume=resume, console=console, again=again)
 
-    def say(line: str, *, err: bool = False) -> None:
-        tqdm.write(line, file=sys.stderr if err else sys.stdout)  # above the bars, not through them
 
-    def progress(path: Path, done: int, total: int) -> None:
-        bar = bars.get(path)
-        if bar is None:
-            bar = bars[path] = tqdm(total=total, desc=path.name, unit="tile", leave=False, dynamic_ncols=True)
-        bar.update(done - bar.n)
-
-    def on_result(result: SlideResult, folder: Path) -> None:
-        bar = bars.pop(result.path, None)
-        if bar is not None:
-            bar.close()
-        run_bar.update()
-        if not result.ok:
-            say(f"FAILED {result.path.name}: {result.error}", err=True)
-        elif not quiet:
-            say(
-                f"done   {result.path.name}: {_call(result)}, {len(result.detections)} cells, "
-                f"{result.tiles_read} tiles, {result.timings['total']:.1f} s -> {folder / 'report.html'}"
-            )
-
-    def on_resumed(result: SlideResult, folder: Path) -> None:
-        run_bar.update()
-        if not quiet:
-            say(
-                f"kept   {result.path.name}: {_call(result)}, {len(result.detections)} cells (screened before)"
-            )
+def _run(
+    slides: list[Path],
+    model: ModelFolder,
+    run_dir: Path,
+    settings: ScreenSettings,
+    executor: Executor,
+    *,
+    resume: bool,
+    console: _Console,
+    again: str,
+) -> None:
+    """Screen the parsed inputs (:func:`cytolt.screen.screen_slides`), print the outcome, set the exit code."""
+    from cytolt.screen import ScreeningInterrupted, screen_slides
 
     try:
         summary = screen_slides(
-            slides,
-            model_dir,
-            run_dir,
-            device=device,
-            batch_size=batch_size,
-            tile_size=tile_size,
-            overlap=overlap,
-            workers=read_threads,
-            merge=merge,
-            resume=resume,
-            timeout=timeout,
-            dask_workers=dask_workers,
-            scheduler=scheduler,
-            memory_limit=memory_limit,
-            progress=None if quiet or dask_workers or scheduler else progress,
-            on_result=on_result,
-            on_resumed=on_resumed,
+            slides, model, run_dir, settings, executor=executor, resume=resume, callbacks=console.callbacks()
         )
     except KeyboardInterrupt as exc:
-        for bar in (*bars.values(), run_bar):
-            bar.close()
+        console.close()
         finished = len(exc.summary.results) if isinstance(exc, ScreeningInterrupted) else 0
-        again = shlex.join(["cytolt", "screen", *inputs, "-o", str(run_dir), "--model", str(model_dir)])
         click.echo(
             f"interrupted: {finished} of {len(slides)} slides finished and kept in {run_dir}; "
             f"to go on: {again} --resume (and the same options)",
             err=True,
         )
         click.get_current_context().exit(EXIT_INTERRUPTED)
-    run_bar.close()
+    console.close()
     _final_line(summary, run_dir)
     if summary.failed:
         click.get_current_context().exit(EXIT_SOME_FAILED)
+
+
+class _Console:
+    """The run's progress bars (slides, and tiles of the slide being read) and its line per slide."""
+
+    def __init__(self, n_slides: int, *, quiet: bool) -> None:
+        from tqdm import tqdm
+
+        self.quiet = quiet
+        self.run_bar = tqdm(total=n_slides, desc="run", unit="slide", dynamic_ncols=True, disable=quiet)
+        self.bars: dict[Path, Any] = {}
+
+    def say(self, line: str, *, err: bool = False) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stderr if err else sys.stdout)  # above the bars, not through them
+
+    def progress(self, path: Path, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.get(path)
+        if bar is None:
+            bar = self.bars[path] = tqdm(
+                total=total, desc=path.name, unit="tile", leave=False, dynamic_ncols=True
+            )
+        bar.update(done - bar.n)
+
+    def on_result(self, result: SlideResult, folder: Path) -> None:
+        bar = self.bars.pop(result.path, None)
+        if bar is not None:
+            bar.close()
+        self.run_bar.update()
+        if not result.ok:
+            self.say(f"FAILED {result.path.name}: {result.error}", err=True)
+        elif not self.quiet:
+            self.say(
+                f"done   {result.path.name}: {_call(result)}, {len(result.detections)} cells, "
+                f"{result.tiles_read} tiles, {result.timings['total']:.1f} s -> {folder / 'report.html'}"
+            )
+
+    def on_resumed(self, result: SlideResult, folder: Path) -> None:
+        self.run_bar.update()
+        if not self.quiet:
+            self.say(
+                f"kept   {result.path.name}: {_call(result)}, {len(result.detections)} cells (screened before)"
+            )
+
+    def callbacks(self) -> RunCallbacks:
+        from cytolt.screen import RunCallbacks
+
+        return RunCallbacks(on_result=self.on_result, on_resumed=self.on_resumed)
+
+    def close(self) -> None:
+        for bar in (*self.bars.values(), self.run_bar):
+            bar.close()
 
 
 def _call(result: SlideResult) -> str:
@@ -251,7 +284,11 @@ def _call(result: SlideResult) -> str:
 def _final_line(summary: RunSummary, run_dir: Path) -> None:
     n, failed, kept = len(summary.results), len(summary.failed), len(summary.resumed)
     done = f"{n - failed} done" + (f" ({kept} kept from before)" if kept else "")
-    click.echo(f"{n} slide{'s' * (n != 1)}: {done}, {failed} failed; summary: {run_dir / 'summary.csv'}")
+    from cytolt.store.run_folder import RunFolder
+
+    click.echo(
+        f"{n} slide{'s' * (n != 1)}: {done}, {failed} failed; summary: {RunFolder(run_dir).summary_path}"
+    )
 
 
 def _has_dask() -> bool:

@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 from torchvision.ops import nms as tv_nms
 
 import cytolt.mm  # noqa: F401  (registers cytolt's losses so the model config builds)
-from cytolt.detect import Detections, ModelInfo
+from cytolt.detect.model_folder import ModelFolder
+from cytolt.detect.types import Detections
 
 log = logging.getLogger("cytolt")
 
@@ -53,18 +54,18 @@ def use_torchvision_nms() -> None:
 class MMDetDetector:
     """An exported mmdet model on one device; ``predict`` takes RGB uint8 batches (B, 3, H, W)."""
 
-    def __init__(self, info: ModelInfo, *, device: torch.device, score_thr: float = 0.05) -> None:
+    def __init__(self, folder: ModelFolder, *, device: torch.device, score_thr: float = 0.05) -> None:
         register_all_modules(init_default_scope=True)
-        self.info = info
+        self.info = folder.info
         self.device = device
-        cfg = Config.fromfile(str(info.path / "config.py"))
+        cfg = Config.fromfile(str(folder.config_path))
         cfg.model.test_cfg.score_thr = score_thr
         self.model = MODELS.build(cfg.model)
-        state = load_file(str(info.path / "model.safetensors"), device="cpu")
+        state = load_file(str(folder.weights_path), device="cpu")
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(
-                f"{info.path / 'model.safetensors'} does not fit {info.path / 'config.py'}: "
+                f"{folder.weights_path} does not fit {folder.config_path}: "
                 f"missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
         self.model.to(device).eval()

@@ -20,9 +20,9 @@ import torch
 from mmengine.config import Config, DictAction
 
 from cytolt import __version__
+from cytolt.detect.model_folder import ModelFolder, ModelInfo
 
 log = logging.getLogger("cytolt")
-MODEL_FORMAT = 1
 
 
 def _replace_prefix(node: Any, old: str, new: str) -> Any:
@@ -172,7 +172,7 @@ def _run_config(work_dir: Path) -> Path:
     return configs[0]
 
 
-def _class_counts(ann_file: str | None, classes: Sequence[str]) -> list[int] | None:
+def _train_instances(ann_file: str | None, classes: Sequence[str]) -> tuple[int, ...] | None:
     if not ann_file or not Path(ann_file).is_file():
         return None
     data = json.loads(Path(ann_file).read_text())
@@ -182,7 +182,7 @@ def _class_counts(ann_file: str | None, classes: Sequence[str]) -> list[int] | N
         name = by_id.get(ann["category_id"])
         if name in counts:
             counts[name] += 1
-    return [counts[c] for c in classes]
+    return tuple(counts[c] for c in classes)
 
 
 def _input_mpp(ann_file: str | None) -> float | None:
@@ -232,8 +232,6 @@ def export_model(work_dir: str | Path, out: str | Path, *, checkpoint: str | Pat
 
     Returns the model folder ``out`` holding ``config.py``, ``model.safetensors`` and ``model.json``.
     """
-    from safetensors.torch import save_file
-
     from cytolt.mm._torch_load import trusted_torch_load
 
     work = Path(work_dir)
@@ -250,24 +248,24 @@ def export_model(work_dir: str | Path, out: str | Path, *, checkpoint: str | Pat
     palette = cfg.get("metainfo", {}).get("palette")
     dataset = train_dataset_cfg(cfg)
     train_ann = str(Path(dataset.get("data_root") or "") / dataset.ann_file)
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     model_cfg = Config(dict(model=cfg.model.to_dict(), custom_imports=cfg.get("custom_imports")))
-    model_cfg.dump(str(out_dir / "config.py"))
-    save_file(weights, str(out_dir / "model.safetensors"), metadata={"format": str(MODEL_FORMAT)})
-    meta = {
-        "format": MODEL_FORMAT,
-        "cytolt_version": __version__,
-        "classes": classes,
-        "colors": [list(c) for c in palette] if palette else None,
-        "mpp": _input_mpp(train_ann),
-        "class_counts": _class_counts(train_ann, classes),
-        "source": {
-            "work_dir": str(work),
-            "checkpoint": ckpt.name,
-            "iter": int(state.get("meta", {}).get("iter", -1)),
-        },
+    info = ModelInfo(
+        classes=tuple(classes),
+        colors=tuple(tuple(int(v) for v in c) for c in palette) if palette else None,
+        mpp=_input_mpp(train_ann),
+        train_instances=_train_instances(train_ann, classes),
+    )
+    source = {
+        "work_dir": str(work),
+        "checkpoint": ckpt.name,
+        "iter": int(state.get("meta", {}).get("iter", -1)),
     }
-    (out_dir / "model.json").write_text(json.dumps(meta, indent=2))
-    log.info("exported %s -> %s", ckpt, out_dir)
-    return out_dir
+    folder = ModelFolder.write(
+        out,
+        config=model_cfg.pretty_text,
+        weights=weights,
+        info=info,
+        extra={"cytolt_version": __version__, "source": source},
+    )
+    log.info("exported %s -> %s", ckpt, folder.path)
+    return folder.path

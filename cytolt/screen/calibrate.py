@@ -8,7 +8,7 @@ chosen on slides whose category is known (:meth:`cytolt.aggregate.SlideScorer.fi
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from cytolt.aggregate import SlideScorer
-from cytolt.screen.batch import SCORER_FILE, screen_slides
+from cytolt.detect.model_folder import ModelFolder
+from cytolt.screen.batch import screen_slides
 from cytolt.screen.engine import default_scorer
+from cytolt.screen.settings import ScreenSettings
 
 __all__ = ["BETHESDA_CATEGORIES", "ScorerFit", "category_for", "fit_slide_scorer"]
 
@@ -93,7 +95,7 @@ def fit_slide_scorer(
     min_specificity: float | None = 1.0,
     target_sensitivity: float | None = None,
     save: bool = True,
-    **screen_kwargs: Any,
+    settings: ScreenSettings | None = None,
 ) -> ScorerFit:
     """Screen labelled ``slides`` with the model in ``model_dir``, fit per-class thresholds, save ``scorer.json``.
 
@@ -108,25 +110,24 @@ def fit_slide_scorer(
             false positives up once the rules OR the classes.
         target_sensitivity: instead, the highest threshold reaching this sensitivity (min_specificity is then
             ignored). Both None: maximise Youden's J.
-        screen_kwargs: passed to :func:`~cytolt.screen.screen_slides` (tile_size, batch_size, device, ...).
+        settings: how the slides are screened (:func:`~cytolt.screen.screen_slides`, in this process).
 
     Raises:
         ValueError: lengths differ, an unknown label, or a slide that could not be screened (named).
     """
-    from cytolt.detect import read_model_info
-
     if len(slides) != len(labels):
         raise ValueError(f"got {len(slides)} slides and {len(labels)} labels")
-    model_dir = Path(model_dir)
-    info = read_model_info(model_dir)
+    model = ModelFolder.read(model_dir)
+    info = model.info
     scorer = default_scorer(info)
     if scorer is None:
         raise ValueError(
-            f"{model_dir}: the model has no abnormal classes to call a slide with ({info.classes})"
+            f"{model.path}: the model has no abnormal classes to call a slide with ({info.classes})"
         )
     categories = [category_for(str(lab), scorer) for lab in labels]
     # The default scorer, not an existing scorer.json, so that a refit starts from the same place.
-    summary = screen_slides(slides, model_dir, run_dir, scorer=scorer, html=False, **screen_kwargs)
+    settings = dataclasses.replace(settings or ScreenSettings(), html=False)
+    summary = screen_slides(slides, model, run_dir, settings, scorer=scorer)
     failed = [f"{r.path}: {r.error}" for r in summary.failed]
     if failed:
         raise ValueError("cannot fit the slide scorer; these slides failed:\n  " + "\n  ".join(failed))
@@ -139,12 +140,7 @@ def fit_slide_scorer(
         min_specificity=None if target_sensitivity is not None else min_specificity,
     )
     after = [scorer.score(d).category for d in detections]
-    path = None
-    if save:
-        path = model_dir / SCORER_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(scorer.to_dict(), indent=2) + "\n")
-        tmp.replace(path)  # a reader never sees half a file
+    path = model.write_scorer(scorer) if save else None
     return ScorerFit(
         scorer=scorer,
         report=report,

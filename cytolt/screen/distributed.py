@@ -1,17 +1,15 @@
 """Screen slides on a Dask cluster: one task per slide, and only the client writes the run folder.
 
-    with dask_client(n_workers=2) as (client, threads):              # a LocalCluster of 2 worker processes
-        for index, result in screen_on_cluster(client, slides, factory, ...):
-            ...                                                      # the client stores and reports each result
+    summary = screen_slides(slides, "models/r18", "runs/night", executor=DaskExecutor(workers=2))
 
 Glossary:
 
-- *detector factory*: a picklable callable ``factory(device) -> Detector`` (``device`` a torch device string or
-  None for the default). Workers call it once per process and keep the detector for every later slide
-  (``load_model`` loads a model folder; tests pass ``functools.partial`` of an oracle).
-- *task*: :func:`screen_task`, ``screen_slide`` with no store on one slide; it returns a plain
+- *task*: :func:`screen_task`, :meth:`SlideJob.screen` of one slide on a worker; it returns a plain
   :class:`~cytolt.screen.SlideResult` (detections are CPU tensors, which pickle), a failed one when the slide
-  fails. SQLite is written by the client alone, so no two processes ever write ``run.sqlite``.
+  fails. SQLite is written by the client alone (the run recorder), so no two processes ever write ``run.sqlite``.
+- *in flight*: the executor hands the cluster one slide per worker thread and the next as one comes back, so a
+  slide is ``running`` in the store exactly while a worker has it, as in a local run, and Ctrl-C marks only
+  those slides interrupted.
 - *worker death* (a segfault, or the nanny killing a worker over its memory limit): the scheduler retries the
   task on another worker ``ALLOWED_FAILURES`` times, then the slide is failed with the message and the run
   goes on.
@@ -30,28 +28,21 @@ import os
 import signal
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cytolt.screen.engine import SlideResult, error_message, failed_result, screen_slide
+from cytolt.screen.engine import SlideResult, error_message, failed_result
+from cytolt.screen.executors import DetectorFactory, SlideEvent, SlideFinished, SlideJob, SlideStarted
 
 if TYPE_CHECKING:
     from distributed import Client
 
     from cytolt.detect import Detector
 
-__all__ = [
-    "ALLOWED_FAILURES",
-    "DetectorFactory",
-    "dask_client",
-    "load_model",
-    "screen_on_cluster",
-    "screen_task",
-]
+__all__ = ["ALLOWED_FAILURES", "DaskExecutor", "dask_client", "screen_task"]
 
-DetectorFactory = Callable[[str | None], "Detector"]
 # Retries of a slide whose worker died: one retry absorbs a death the slide did not cause (a node lost), a
 # second death fails the slide instead of killing worker after worker (Dask's default is 3).
 ALLOWED_FAILURES = 1
@@ -61,11 +52,51 @@ ALLOWED_FAILURES = 1
 _DETECTORS: dict[tuple[str, str | None], Detector] = {}
 
 
-def load_model(model_dir: str, device: str | None = None) -> Detector:
-    """The default detector factory: :func:`cytolt.detect.load` of a model folder on ``device``."""
-    from cytolt import detect  # looked up at call time, so a test may stand an oracle in for it in-process
+class DaskExecutor:
+    """Screens on Dask: a new LocalCluster of ``workers`` processes, or the running cluster at ``scheduler``.
 
-    return detect.load(model_dir, device)
+    Args:
+        workers: start a LocalCluster of this many single-thread worker processes (closed at the end).
+        scheduler: instead, use the running cluster at this address (``tcp://host:port``).
+        memory_limit: per LocalCluster worker ("4GiB", bytes, or "auto": the machine's memory shared).
+        factory: makes each worker's detector instead of the run's default (``load_model`` of its model
+            folder); must pickle.
+    """
+
+    in_process = False
+
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        scheduler: str | None = None,
+        memory_limit: str | float | None = "auto",
+        factory: DetectorFactory | None = None,
+    ) -> None:
+        if (workers is None) == (scheduler is None):
+            raise ValueError(
+                "give workers (a local cluster) or scheduler (an existing one), not both or neither"
+            )
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be at least 1; got {workers}")
+        self.workers = workers
+        self.scheduler = scheduler
+        self.memory_limit = memory_limit
+        self.factory = factory
+
+    def describe(self) -> str:
+        return self.scheduler or f"LocalCluster({self.workers})"
+
+    def run(self, slides: Sequence[Path], job: SlideJob) -> Iterator[SlideEvent]:
+        if not slides:  # everything kept by resume: no cluster to start
+            return
+        with dask_client(
+            n_workers=self.workers, scheduler=self.scheduler, memory_limit=self.memory_limit
+        ) as (
+            client,
+            threads,
+        ):
+            yield from _screen_on_cluster(client, slides, job, threads)
 
 
 @contextmanager
@@ -138,53 +169,50 @@ def _workers_ignore_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def screen_task(
-    path: str,
-    factory: DetectorFactory,
-    model_key: str,
-    device: str | None,
-    threads: int | None,
-    options: dict[str, Any],
-) -> SlideResult:
-    """Screen one slide on a worker (``screen_slide(path, detector, **options)``, no store).
+def screen_task(path: str, job: SlideJob, threads: int | None) -> SlideResult:
+    """Screen one slide on a worker with the worker's cached detector (:meth:`SlideJob.screen`).
 
-    A slide that fails (SlideError, a timeout, any exception in its processing) comes back as a failed
-    SlideResult with the message, so the task itself never errs; only a worker death does.
+    A slide that fails comes back as a failed SlideResult with the message, so the task itself never errs;
+    only a worker death does.
     """
-    detector = None
     try:
-        detector = _worker_detector(factory, model_key, device, threads)
-        return screen_slide(path, detector, **options)
+        detector = _worker_detector(job.factory, job.model_key, job.settings.device, threads)
     except Exception as exc:
-        return failed_result(path, error_message(exc), detector=detector)
+        return failed_result(path, error_message(exc))
+    return job.screen(path, detector)
 
 
-def screen_on_cluster(
-    client: Client,
-    slides: Sequence[Path],
-    factory: DetectorFactory,
-    *,
-    model_key: str,
-    device: str | None = None,
-    threads: int | None = None,
-    options: dict[str, Any] | None = None,
-) -> Iterator[tuple[int, SlideResult]]:
-    """Submit one :func:`screen_task` per slide; yield ``(index into slides, result)`` as tasks finish.
+def _screen_on_cluster(
+    client: Client, slides: Sequence[Path], job: SlideJob, threads: int | None
+) -> Iterator[SlideEvent]:
+    """Keep one task per worker thread in flight; yield each slide's start and finish.
 
-    ``model_key`` names the model for the workers' detector cache (the model identity). Closing the iterator
-    early (Ctrl-C in the loop) cancels the tasks not yet finished.
+    Closing the iterator early (Ctrl-C in the loop) cancels the tasks in flight.
     """
     from distributed import as_completed
 
-    futures = {
-        client.submit(
-            screen_task, str(path), factory, model_key, device, threads, dict(options or {}), pure=False
-        ): i
-        for i, path in enumerate(slides)
-    }
+    slots = max(1, sum(client.nthreads().values()))
+    todo = iter(range(len(slides)))
+    futures: dict[Any, int] = {}
+    pending = as_completed()
+
+    def submit() -> SlideStarted | None:
+        i = next(todo, None)
+        if i is None:
+            return None
+        future = client.submit(screen_task, str(slides[i]), job, threads, pure=False)
+        futures[future] = i
+        pending.add(future)
+        return SlideStarted(i)
+
     try:
-        for future in as_completed(futures):
-            i = futures[future]
+        for _ in range(slots):
+            started = submit()
+            if started is None:
+                break
+            yield started
+        for future in pending:
+            i = futures.pop(future)
             try:
                 result = future.result()
             except Exception as exc:  # the worker died (KilledWorker after the retries) or the task was lost
@@ -192,7 +220,10 @@ def screen_on_cluster(
                     slides[i], f"worker died while screening this slide ({error_message(exc)})"
                 )
             future.release()
-            yield i, result
+            started = submit()
+            if started is not None:
+                yield started
+            yield SlideFinished(i, result)
     finally:
         client.cancel(list(futures))
 

@@ -1,18 +1,22 @@
-"""Screen one whole slide: tiles at the model's resolution -> detector -> level-0 boxes -> merge -> store -> score.
+"""Screen one whole slide: tiles at the model's resolution -> detector -> level-0 boxes -> merge -> score.
 
-Glossary:
+    result = screen_slide("HSIL_01.svs", detector, ScreenSettings(tile_size=512))   # computes, writes nothing
 
-- *read mpp*: microns per pixel of the tiles the detector sees (the model's ``ModelInfo.mpp``); tiles are
-  resampled to it by ``Slide.read_at_mpp``. ``None`` reads level-0 pixels as they are.
+Glossary (the settings' own words are in :mod:`cytolt.screen.settings`):
+
+- *read mpp*: microns per pixel of the tiles the detector sees (the model's ``ModelInfo.mpp`` unless the
+  settings give one); tiles are resampled to it by ``Slide.read_at_mpp``. ``None`` reads level-0 pixels.
+- *slide opens*: the slide is opened once here (its tissue mask, grid and metadata) and once more by each tile
+  reading thread (``ScreenSettings.read_threads``); with no threads the tiles are read from the same handle.
 - *scale* ``(sx, sy)``: level-0 pixels per tile pixel, ``read_mpp / slide_mpp``; a tile box ``b`` maps to the
   slide as ``b * scale + (x, y)``, the tile's level-0 origin.
 - *overlap*: tile pixels shared by neighbouring tiles. It must be at least the largest cell, so that a cell cut
   by one tile's border lies whole inside its neighbour and :func:`~cytolt.screen.merge.merge_tiles` can drop the
   cut view (rule 1) and keep the whole one.
-- *timings* (seconds, wall clock): ``open`` (open the file, fingerprint it), ``mask`` (tissue mask and grid),
+- *timings* (seconds, wall clock): ``open`` (open the file), ``mask`` (tissue mask and grid),
   ``read`` (time the loop waited for tiles: the reading the prefetch threads could not hide), ``model`` (inside
   ``detector.predict``, outputs moved to the CPU), ``merge`` (tile boxes to level 0, cross-tile merging),
-  ``store`` (SQLite writes), ``score`` (slide scoring), ``total``.
+  ``store`` (the recorder's fingerprint and SQLite writes), ``score`` (slide scoring), ``total``.
 
 The flow follows ARCHITECTURE.md ("Data flow (screening)"); docs/screening.md shows it with the outputs.
 """
@@ -34,36 +38,30 @@ import torch
 
 from cytolt.detect.types import Detections
 from cytolt.io import Slide, SlideError, TileGrid, TileStream, open_slide, tissue_mask
-from cytolt.screen.merge import MERGE_METHODS, merge_tiles
+from cytolt.screen.merge import merge_tiles
+from cytolt.screen.settings import ScreenSettings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from cytolt.aggregate import SlideScore, SlideScorer
     from cytolt.detect import Detector, ModelInfo
-    from cytolt.store import DetectionStore
 
 __all__ = [
-    "MAX_CELL_UM",
     "STAGES",
     "SlideResult",
     "SlideTimeout",
-    "check_params",
-    "class_counts",
+    "attempt_slide",
+    "default_scorer",
+    "detections_per_class",
     "detector_name",
     "error_message",
-    "default_overlap",
-    "default_scorer",
     "failed_result",
     "screen_slide",
     "slide_fingerprint",
     "tile_grid",
 ]
 
-# The largest cell the grid must hold whole, in microns. Mature squamous cells reach 50-60 um (Bethesda atlas,
-# Nayar & Wilbur 2015); the largest cytolt.synth cell measured 62 um (247 px at 0.25 um/px, a 2048 px HSIL
-# slide, seed 1). At 0.5 um/px this gives a 128 px overlap.
-MAX_CELL_UM = 64.0
 STAGES = ("open", "mask", "read", "model", "merge", "store", "score", "total")
 # Fingerprint of a slide file: its size and the first and last MiB, hashed. Hashing whole multi-GB slides
 # would cost more than screening them; scanners never rewrite a file in the middle and keep its length.
@@ -128,15 +126,6 @@ class SlideResult:
         return self.status == "done"
 
 
-def default_overlap(read_mpp: float | None, *, max_cell_um: float = MAX_CELL_UM) -> int:
-    """Tile overlap (tile px) that holds a ``max_cell_um`` cell whole, rounded up to a multiple of 16 px.
-
-    Without a read mpp the tiles are level-0 pixels of unknown size: 0.25 um/px (a 40x scan) is assumed.
-    """
-    px = max_cell_um / (read_mpp if read_mpp else 0.25)
-    return int(16 * math.ceil(px / 16))
-
-
 def default_scorer(info: ModelInfo, *, k: int = 10) -> SlideScorer | None:
     """A :class:`~cytolt.aggregate.SlideScorer` for a model's classes with default thresholds (0.5).
 
@@ -164,28 +153,6 @@ def slide_fingerprint(path: str | os.PathLike[str]) -> str | None:
     except OSError:
         return None
     return "sha256:" + digest.hexdigest()
-
-
-def check_params(
-    *,
-    tile_size: int,
-    overlap: int | None,
-    batch_size: int,
-    workers: int,
-    merge: str,
-    timeout: float | None = None,
-) -> None:
-    """Raise ValueError for arguments :func:`screen_slide` cannot use (checked before any file is touched)."""
-    if merge not in MERGE_METHODS:
-        raise ValueError(f"merge must be one of {', '.join(map(repr, MERGE_METHODS))}; got {merge!r}")
-    if tile_size <= 0 or batch_size <= 0 or workers < 0:
-        raise ValueError(
-            f"tile_size and batch_size must be positive and workers >= 0; got {tile_size}, {batch_size}, {workers}"
-        )
-    if overlap is not None and not 0 <= overlap < tile_size:
-        raise ValueError(f"overlap must be in [0, {tile_size}) for tile_size {tile_size}; got {overlap}")
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be positive seconds or None; got {timeout}")
 
 
 def tile_grid(slide: Slide, *, tile_size: int, overlap: int, mpp: float | None) -> TileGrid:
@@ -220,119 +187,104 @@ class _Clock:
 def screen_slide(
     slide: Slide | str | os.PathLike[str],
     detector: Detector,
+    settings: ScreenSettings | None = None,
     *,
-    store: DetectionStore | None = None,
-    run_id: int | None = None,
-    tile_size: int = 512,
-    overlap: int | None = None,
-    batch_size: int = 8,
-    workers: int = 2,
-    mpp: float | None = None,
-    merge: str = "nms",
     scorer: SlideScorer | None = None,
     progress: Callable[[int, int], Any] | None = None,
-    timeout: float | None = None,
 ) -> SlideResult:
     """Detect every cell of a slide and return the merged level-0 detections, counts, score and timings.
+
+    Computes only: nothing is written anywhere (:class:`~cytolt.screen.recorder.RunRecorder` records results).
 
     Args:
         slide: an open :class:`~cytolt.io.Slide` (left open) or a path (opened and closed here).
         detector: anything implementing :class:`~cytolt.detect.Detector`.
-        store: record the slide (status, mpp, size, timings) and its detections here; the slide's previous
-            detections are replaced, its reviews kept.
-        run_id: the store's run the slide belongs to (``DetectionStore.add_run``).
-        tile_size: tile side in pixels at the read mpp (what the detector sees).
-        overlap: tile pixels shared by neighbours; None gives :func:`default_overlap` (a 64 um cell), at most
-            half a tile.
-        batch_size: tiles per ``detector.predict`` call.
-        workers: tile reading threads, prefetching while the detector runs.
-        mpp: microns per tile pixel; None takes the detector's ``info.mpp``, else reads level-0 pixels.
-        merge: cross-tile merging, one of ``MERGE_METHODS`` (``"nms"`` or weighted box fusion ``"wbf"``).
+        settings: how to screen (default ``ScreenSettings()``); the read mpp and overlap the settings leave
+            open are filled in for the detector's model (:meth:`ScreenSettings.for_model`).
         scorer: slide-level scoring of the merged detections; None skips it (``result.score`` is None).
         progress: called as ``progress(tiles_done, tiles_total)`` after each batch is read.
-        timeout: seconds the slide may take from the start of this call; checked after every batch (a
-            cooperative deadline: one read or model call that hangs is not interrupted). None: no limit.
 
     Raises:
-        SlideError: the slide cannot be opened or read (also recorded in ``store`` with status "failed").
-        SlideTimeout: ``timeout`` ran out (recorded as "failed" too).
-        ValueError: a bad argument, or a detector that returns the wrong number of results.
+        SlideError: the slide cannot be opened or read.
+        SlideTimeout: ``settings.timeout`` ran out.
+        ValueError: a detector that returns the wrong number of results or unknown labels.
     """
-    check_params(
-        tile_size=tile_size,
-        overlap=overlap,
-        batch_size=batch_size,
-        workers=workers,
-        merge=merge,
-        timeout=timeout,
-    )
-    read_mpp = mpp if mpp is not None else detector.info.mpp
-    if overlap is None:
-        overlap = min(default_overlap(read_mpp), tile_size // 2)
-    class_names = tuple(detector.info.classes)
+    return _screen(slide, detector, settings or ScreenSettings(), scorer, progress, _Clock())
+
+
+def attempt_slide(
+    path: str | os.PathLike[str],
+    detector: Detector,
+    settings: ScreenSettings,
+    *,
+    scorer: SlideScorer | None = None,
+    progress: Callable[[int, int], Any] | None = None,
+) -> SlideResult:
+    """:func:`screen_slide` of one slide file of a run: any failure in it comes back as a failed result.
+
+    The failed result carries the message (:func:`error_message`) and the timings of the stages that ran, so a
+    batch run records it and goes on. KeyboardInterrupt and other BaseExceptions still propagate.
+    """
     clock = _Clock()
-    path = Path(slide.path) if isinstance(slide, Slide) else Path(slide)
-    slide_id = None
+    try:
+        return _screen(path, detector, settings, scorer, progress, clock)
+    except Exception as exc:
+        return failed_result(path, error_message(exc), detector=detector, timings=clock.done())
+
+
+def _screen(
+    slide: Slide | str | os.PathLike[str],
+    detector: Detector,
+    settings: ScreenSettings,
+    scorer: SlideScorer | None,
+    progress: Callable[[int, int], Any] | None,
+    clock: _Clock,
+) -> SlideResult:
+    settings = settings.for_model(detector.info)
+    assert settings.overlap is not None  # for_model fills it in
+    class_names = tuple(detector.info.classes)
     owned = not isinstance(slide, Slide)
+    path = Path(slide) if owned else Path(slide.path)  # type: ignore[union-attr]
     handle: Slide | None = None
     try:
-        if store is not None:  # inside the try: a Ctrl-C between the two writes still marks the slide
-            with clock("store"):
-                slide_id = store.add_slide(path, content_hash=slide_fingerprint(path), run_id=run_id)
-                store.set_slide_status(slide_id, "running", error=None)
         with clock("open"):
             handle = open_slide(path) if owned else slide  # type: ignore[assignment]
         assert handle is not None
-        if store is not None:
-            with clock("store"):
-                store.add_slide(path, mpp=handle.mpp, dims=handle.dimensions)
         with clock("mask"):
-            grid = tile_grid(handle, tile_size=tile_size, overlap=overlap, mpp=read_mpp)
+            grid = tile_grid(
+                handle, tile_size=settings.tile_size, overlap=settings.overlap, mpp=settings.read_mpp
+            )
         scale = _scale(handle, grid)
-        per_tile = _detect(
-            grid, detector, clock, batch_size=batch_size, workers=workers, progress=progress, timeout=timeout
-        )
+        per_tile = _detect(grid, handle, detector, clock, settings, progress)
         with clock("merge"):
             placed = [
                 _clip(d.scale(scale).translate(float(x), float(y)), handle.dimensions)
                 for d, (x, y, _, _) in zip(per_tile, grid.xywh, strict=True)
             ]
-            merged = merge_tiles(placed, grid.xywh, method=merge)
-        counts = class_counts(merged, class_names)
+            merged = merge_tiles(placed, grid.xywh, method=settings.merge)
+        counts = detections_per_class(merged, class_names)
         score = None
         if scorer is not None:
             with clock("score"):
                 score = scorer.score(merged)
-        if store is not None and slide_id is not None:
-            with clock("store"):
-                store.replace_detections(slide_id, merged, class_names)
-        timings = clock.done()
-        if store is not None and slide_id is not None:
-            store.set_slide_status(slide_id, "done", timings=timings)
         return SlideResult(
             path=path,
             status="done",
             dimensions=handle.dimensions,
             mpp=handle.mpp,
             read_mpp=grid.mpp,
-            tile_size=tile_size,
-            overlap=overlap,
+            tile_size=settings.tile_size,
+            overlap=settings.overlap,
             tiles_read=len(grid),
             tiles_total=grid.total,
             detections=merged,
             class_names=class_names,
             counts=counts,
             score=score,
-            timings=timings,
-            slide_id=slide_id,
+            timings=clock.done(),
             vendor=handle.vendor,
             model_name=detector_name(detector),
         )
-    except BaseException as exc:
-        if store is not None and slide_id is not None:
-            message = error_message(exc)
-            store.set_slide_status(slide_id, "failed", error=message, timings=clock.done())
-        raise
     finally:
         if owned and handle is not None:
             handle.close()
@@ -369,21 +321,22 @@ def error_message(exc: BaseException) -> str:
 
 def _detect(
     grid: TileGrid,
+    slide: Slide,
     detector: Detector,
     clock: _Clock,
-    *,
-    batch_size: int,
-    workers: int,
+    settings: ScreenSettings,
     progress: Callable[[int, int], Any] | None,
-    timeout: float | None = None,
 ) -> list[Detections]:
     """Per-tile detections in tile pixels, on the CPU, in grid order.
 
-    Raises SlideTimeout after the first batch that ends more than ``timeout`` s after ``clock`` started, unless
-    it was the last one.
+    Raises SlideTimeout after the first batch that ends more than ``settings.timeout`` s after ``clock``
+    started, unless it was the last one.
     """
+    timeout = settings.timeout
     deadline = math.inf if timeout is None else clock.start + timeout
-    stream = TileStream(grid, batch_size=batch_size, workers=workers, progress=progress)
+    stream = TileStream(
+        grid, batch_size=settings.batch_size, workers=settings.read_threads, progress=progress, slide=slide
+    )
     out: list[Detections] = []
     batches = iter(stream)
     try:
@@ -436,8 +389,8 @@ def _scale(slide: Slide, grid: TileGrid) -> tuple[float, float]:
     return grid.mpp[0] / slide.mpp[0], grid.mpp[1] / slide.mpp[1]
 
 
-def class_counts(dets: Detections, class_names: Sequence[str]) -> dict[str, int]:
-    """Detections per class name, every class present (zero included); ValueError for an unknown label."""
+def detections_per_class(dets: Detections, class_names: Sequence[str]) -> dict[str, int]:
+    """Detections per class name (no score threshold), every class present (zero included); ValueError for an unknown label."""
     labels = dets.labels.cpu().numpy()
     if len(labels) and (labels.min() < 0 or labels.max() >= len(class_names)):
         raise ValueError(

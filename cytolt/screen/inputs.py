@@ -1,58 +1,31 @@
-"""What goes into a screening run: the slide files (from files, folders, globs and CSV lists) and the model's identity.
+"""What goes into a screening run: the slide files, from files, folders, globs and CSV lists.
 
     collect_slides(["scans/", "extra/*.svs", "list.csv", "one.ndpi"]) -> [Path, ...]
-    model_identity("models/retinanet_r18") -> "sha256:..."
 
 Glossary:
 
 - *input*: a slide file, a folder (the slide files directly inside it), a glob pattern (contains ``*``, ``?`` or
   ``[``; the matching slide files) or a ``.csv`` list (column ``path``, else the first column; header optional;
   relative paths are relative to the CSV's folder).
-- *slide file*: a name ending in one of ``SLIDE_SUFFIXES``. Only folders and globs filter by suffix: a file named
-  on its own or listed in a CSV is kept whatever its name, and one that does not exist is kept too (the run
-  records it as failed, "file not found").
-- *model identity*: SHA-256 over the files that fix what a model detects; a resumed run skips a slide only if
-  the identity (and the slide's content hash) match the run that screened it.
+- *slide file*: a name ending in one of :data:`cytolt.io.formats.FOLDER_SUFFIXES` (the slide suffixes but DICOM,
+  whose slides are folders of level files). Only folders and globs filter by suffix: a file named on its own or
+  listed in a CSV is kept whatever its name, and one that does not exist is kept too (the run records it as
+  failed, "file not found").
 """
 
 from __future__ import annotations
 
 import csv
 import glob
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from cytolt.io.errors import UNSUPPORTED_FORMATS
+from cytolt.io.formats import FOLDER_SUFFIXES, is_slide_name
 
-if TYPE_CHECKING:
-    from cytolt.detect import Detector
+__all__ = ["collect_slides"]
 
-__all__ = ["MODEL_FILES", "SLIDE_SUFFIXES", "collect_slides", "model_identity"]
-
-# OpenSlide's formats (openslide.org/formats: Aperio, Hamamatsu, Leica, MIRAX, Philips, Sakura, Trestle,
-# Ventana, generic tiled TIFF; OME-TIFF ends in .tif/.tiff) plus the vendor formats no backend reads, so a
-# folder's KFB/SDPC/TMAP files are recorded as failed with the reason instead of silently left out. DICOM is
-# absent on purpose: a DICOM slide is a folder of .dcm files, one per level; name one of them explicitly.
-SLIDE_SUFFIXES: tuple[str, ...] = (
-    ".svs",
-    ".tif",
-    ".tiff",
-    ".ndpi",
-    ".vms",
-    ".vmu",
-    ".scn",
-    ".mrxs",
-    ".svslide",
-    ".bif",
-    *UNSUPPORTED_FORMATS,
-)
-# The files of a model folder (`cytolt export-model`) that decide its detections.
-MODEL_FILES = ("model.json", "config.py", "model.safetensors")
 _GLOB_CHARS = frozenset("*?[")
-_HASH_CHUNK = 1 << 20
 
 
 def collect_slides(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -77,7 +50,7 @@ def _expand(item: str) -> list[Path]:
     if path.is_dir():
         found = sorted(p for p in path.iterdir() if _is_slide(p))
         if not found:
-            raise ValueError(f"{item}: folder holds no slide file ({' '.join(SLIDE_SUFFIXES)})")
+            raise ValueError(f"{item}: folder holds no slide file ({' '.join(FOLDER_SUFFIXES)})")
         return found
     if path.suffix.lower() == ".csv":
         return _read_list(path)
@@ -85,12 +58,12 @@ def _expand(item: str) -> list[Path]:
         return [path]  # a missing slide is screened, and recorded as failed with "file not found"
     found = sorted(p for p in map(Path, glob.glob(item, recursive=True)) if _is_slide(p))
     if not found:
-        raise ValueError(f"{item}: pattern matches no slide file ({' '.join(SLIDE_SUFFIXES)})")
+        raise ValueError(f"{item}: pattern matches no slide file ({' '.join(FOLDER_SUFFIXES)})")
     return found
 
 
 def _is_slide(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.name.lower().endswith(SLIDE_SUFFIXES)
+    return path.is_file() and is_slide_name(path, suffixes=FOLDER_SUFFIXES)
 
 
 def _read_list(path: Path) -> list[Path]:
@@ -122,26 +95,4 @@ def _read_list(path: Path) -> list[Path]:
 
 def _looks_like_slide(cell: str, folder: Path) -> bool:
     name = cell.strip()
-    return name.lower().endswith(SLIDE_SUFFIXES) or (folder / name).is_file()
-
-
-def model_identity(model: Detector | str | os.PathLike[str]) -> str:
-    """``"sha256:<hex>"`` over the bytes of a model folder's ``MODEL_FILES`` (weights included).
-
-    For a detector object (no folder to hash) it is ``"detector:<class>:<info.path>"``: weaker, since two
-    detectors of one class loaded from the same path with different weights look the same.
-    """
-    if not isinstance(model, str | os.PathLike):
-        return f"detector:{type(model).__name__}:{model.info.path}"
-    folder = Path(model)
-    digest = hashlib.sha256()
-    for name in MODEL_FILES:
-        try:
-            with open(folder / name, "rb") as fh:
-                # name and length first, so no two different folders hash the same bytes
-                digest.update(f"{name}:{os.fstat(fh.fileno()).st_size}\0".encode())
-                while chunk := fh.read(_HASH_CHUNK):
-                    digest.update(chunk)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{folder} is not a cytolt model folder: {name} is missing") from None
-    return "sha256:" + digest.hexdigest()
+    return name.lower().endswith(FOLDER_SUFFIXES) or (folder / name).is_file()

@@ -34,10 +34,10 @@ import torch
 from torchvision.ops import batched_nms
 
 from cytolt.detect.types import Detections
+from cytolt.screen.settings import MERGE_METHODS
 
 __all__ = ["MERGE_METHODS", "WBF_CONF_TYPES", "merge_tiles"]
 
-MERGE_METHODS = ("nms", "wbf")
 WBF_CONF_TYPES = ("avg", "max", "box_and_model_avg", "absent_model_aware_avg")  # ensemble_boxes 1.0.9
 
 

@@ -139,18 +139,18 @@ def test_inputs_that_name_no_slide_exit_2(model_dir: Path, tmp_path: Path, make_
 def test_dask_options_reach_the_library(scans: Path, model_dir: Path, tmp_path: Path, monkeypatch) -> None:
     seen: dict = {}
 
-    def fake(slides, model, run_dir, **kwargs):
-        seen.update(kwargs, slides=slides)
+    def fake(slides, model, run_dir, settings, **kwargs):
+        seen.update(kwargs, slides=slides, settings=settings)
         raise SystemExit(0)
 
     monkeypatch.setattr(cytolt.screen, "screen_slides", fake)
     args = [str(scans), "-o", str(tmp_path / "run"), "--model", str(model_dir)]
     extra = ["--workers", "2", "--memory-limit", "3GiB", "--timeout", "90", "--resume"]
     assert CliRunner().invoke(screen, [*args, *extra]).exit_code == 0
-    assert (seen["dask_workers"], seen["scheduler"], seen["memory_limit"]) == (2, None, "3GiB")
-    assert (
-        seen["timeout"] == 90 and seen["resume"] is True and seen["progress"] is None
-    )  # no tile bars on Dask
+    executor = seen["executor"]
+    assert isinstance(executor, cytolt.screen.DaskExecutor)
+    assert (executor.workers, executor.scheduler, executor.memory_limit) == (2, None, "3GiB")
+    assert seen["settings"].timeout == 90 and seen["resume"] is True
     assert [p.name for p in seen["slides"]] == ["hsil.tiff", "lsil.tiff", "nilm.tiff"]
     both = CliRunner().invoke(screen, [*args, "--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"])
     assert both.exit_code == 2 and "not both" in both.output

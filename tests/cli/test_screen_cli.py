@@ -86,7 +86,7 @@ def test_bad_slides_are_recorded_and_the_run_goes_on(
             "hsil.tiff": "done",
         }
         assert "Bogus marker length" in records["unreadable.svs"].error
-        assert len(store.runs()) == 1 and store.runs()[0]["params"]["tile_size"] == 256
+        assert len(store.runs()) == 1 and store.runs()[0]["params"]["settings"]["tile_size"] == 256
         doc = to_geojson(store, records["hsil.tiff"].id, run / "hsil.geojson")
     check_qupath_geojson(doc)
     assert (
@@ -108,8 +108,8 @@ def test_all_good_exits_0_and_quiet_prints_one_line(
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [f"1 slide: 1 done, 0 failed; summary: {run / 'summary.csv'}"]
     assert result.stderr == ""
-    params = DetectionStore(run / "run.sqlite", readonly=True).runs()[0]["params"]
-    assert params["merge"] == "wbf" and params["overlap"] == 128 and params["workers"] == 1
+    settings = DetectionStore(run / "run.sqlite", readonly=True).runs()[0]["params"]["settings"]
+    assert settings["merge"] == "wbf" and settings["overlap"] == 128 and settings["read_threads"] == 1
 
 
 def test_slides_with_the_same_stem_get_their_own_folders(
@@ -148,7 +148,7 @@ def test_slides_with_the_same_stem_get_their_own_folders(
     ("extra", "message"),
     [
         (["--merge", "soft"], "'soft' is not one of 'nms', 'wbf'"),
-        (["--overlap", "256"], "must be smaller than --tile-size 256"),
+        (["--overlap", "256"], "overlap must be in [0, 256) for tile_size 256"),
         (["--batch-size", "0"], "0 is not in the range x>=1"),
         (["--device", "toaster"], "--device"),
     ],

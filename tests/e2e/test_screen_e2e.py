@@ -30,7 +30,8 @@ def export_untrained_retinanet(out: Path, *, mpp: float = 0.5) -> Path:
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
-    from safetensors.torch import save_file
+
+    from cytolt.detect import ModelFolder, ModelInfo
 
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(str(MODEL_CONFIG))
@@ -44,14 +45,10 @@ def export_untrained_retinanet(out: Path, *, mpp: float = 0.5) -> Path:
     finally:
         logger.setLevel(level)
     torch.nn.init.zeros_(model.bbox_head.retina_cls.bias)
-    out.mkdir(parents=True)
-    Config(dict(model=cfg.model.to_dict(), custom_imports=dict(imports=["cytolt.mm"]))).dump(
-        str(out / "config.py")
-    )
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
-    meta = {"format": 1, "classes": list(CLASSES), "colors": [CLASS_COLORS[c] for c in CLASSES], "mpp": mpp}
-    (out / "model.json").write_text(json.dumps(meta))
-    return out
+    config = Config(dict(model=cfg.model.to_dict(), custom_imports=dict(imports=["cytolt.mm"])))
+    info = ModelInfo(classes=tuple(CLASSES), colors=tuple(CLASS_COLORS[c] for c in CLASSES), mpp=mpp)
+    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+    return ModelFolder.write(out, config=config.pretty_text, weights=weights, info=info).path
 
 
 @pytest.mark.slow

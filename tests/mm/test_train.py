@@ -81,17 +81,17 @@ def test_resume_restores_loss_state(run, data, tmp_path):
 def test_export_loads_without_unpickling(run, tmp_path):
     from safetensors.torch import load_file
 
-    from cytolt.detect import read_model_info
+    from cytolt.detect import ModelFolder
     from cytolt.mm.train import export_model
     from cytolt.synth import CLASSES
 
     out = export_model(run, tmp_path / "model")
     weights = load_file(str(out / "model.safetensors"))
     assert any(k.startswith("bbox_head.loss_cls.") for k in weights)
-    info = read_model_info(out)
+    info = ModelFolder.read(out).info
     assert info.classes == CLASSES
     assert info.mpp == pytest.approx(0.5)
-    assert info.class_counts is not None and len(info.class_counts) == len(CLASSES)
+    assert info.train_instances is not None and len(info.train_instances) == len(CLASSES)
 
 
 def test_export_refuses_foreign_checkpoint(run, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cytolt.screen.engine import SlideResult, default_scorer, screen_slide
+from cytolt.screen.settings import ScreenSettings
 from cytolt.synth import make_slide
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "screen"))
@@ -26,7 +27,9 @@ def _screen(path: Path, *, scored: bool) -> SlideResult:
     oracle = OracleDetector(path, tile_size=256, overlap=128, mpp=0.5, check_pixels=False)
     try:
         scorer = default_scorer(oracle.info, k=4) if scored else None
-        return screen_slide(path, oracle, tile_size=256, overlap=128, scorer=scorer, workers=1)
+        return screen_slide(
+            path, oracle, ScreenSettings(tile_size=256, overlap=128, read_threads=1), scorer=scorer
+        )
     finally:
         oracle.close()
 

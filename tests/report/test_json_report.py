@@ -15,6 +15,7 @@ import torch
 from cytolt.detect import Detections, ModelInfo
 from cytolt.report import load_schema, slide_report, validate_report, write_report
 from cytolt.screen.engine import SlideResult, failed_result, screen_slide
+from cytolt.screen.settings import ScreenSettings
 from cytolt.store import DetectionStore
 from cytolt.synth import CLASS_COLORS, CLASSES
 
@@ -79,7 +80,7 @@ def test_report_without_scorer_ranks_cells_by_score(unscored_result: SlideResult
 
 
 def test_report_of_a_failed_slide_validates() -> None:
-    info = ModelInfo(classes=("a", "b"), colors=None, mpp=0.5, class_counts=None, path=Path("/models/m1"))
+    info = ModelInfo(classes=("a", "b"), mpp=0.5, path=Path("/models/m1"))
 
     class Stub:
         device = torch.device("cpu")
@@ -145,13 +146,13 @@ def test_report_never_copies_slide_metadata(tmp_path: Path) -> None:
     )  # fmt: skip
 
     class Boxes:
-        info = ModelInfo(classes=("hsil",), colors=None, mpp=None, class_counts=None, path=Path("m"))
+        info = ModelInfo(classes=("hsil",), path=Path("m"))
         device = torch.device("cpu")
 
         def predict(self, images: torch.Tensor) -> list[Detections]:
             return [Detections(boxes=[[10, 10, 50, 50]], scores=[0.9], labels=[0]) for _ in images]
 
-    report = slide_report(screen_slide(path, Boxes(), tile_size=256, overlap=0))
+    report = slide_report(screen_slide(path, Boxes(), ScreenSettings(tile_size=256, overlap=0)))
     text = json.dumps(report)
     for secret in ("Jane", "Doe", "MRN", "Patient", "1970-01-01", str(tmp_path)):
         assert secret not in text

@@ -58,7 +58,6 @@ class OracleDetector:
             classes=CLASSES,
             colors=tuple(CLASS_COLORS[c] for c in CLASSES),
             mpp=mpp,
-            class_counts=None,
             path=Path("oracle"),
         )
         self.device = torch.device("cpu")

@@ -118,16 +118,15 @@ def make_slides(folder: Path, labels: Sequence[tuple[str, int]] = SLIDE_SEEDS) -
 
 
 def write_model_dir(folder: Path) -> Path:
-    """A folder that passes ``read_model_info`` and hashes like a model; the detector comes from a factory."""
-    import json
+    """A model folder (``ModelFolder.write``) with a stand-in config and weights: it reads and hashes like a
+    model; the detector comes from a factory (or a patched ``cytolt.detect.load``)."""
+    import torch
 
+    from cytolt.detect import ModelFolder, ModelInfo
     from cytolt.synth import CLASSES
 
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.json").write_text(json.dumps({"classes": list(CLASSES), "mpp": TILE["mpp"]}))
-    (folder / "model.safetensors").write_bytes(b"weights")
-    (folder / "config.py").write_text("")
-    return folder
+    info = ModelInfo(classes=tuple(CLASSES), mpp=TILE["mpp"])
+    return ModelFolder.write(folder, config="", weights={"stand_in": torch.zeros(1)}, info=info).path
 
 
 def truncated_copy(slide: Path, out: Path) -> Path:

@@ -15,13 +15,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from cytolt.screen import RunSummary, ScreeningInterrupted, SlideResult, screen_slides
+from cytolt.screen import (
+    DaskExecutor,
+    LocalExecutor,
+    RunCallbacks,
+    RunSummary,
+    ScreeningInterrupted,
+    ScreenSettings,
+    SlideResult,
+    screen_slides,
+)
 from cytolt.store import DetectionStore
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _tile_oracle import TILE, TileOracle, _key, make_slides, make_tile_oracle, write_model_dir  # noqa: E402
 
-RUN = {"tile_size": TILE["tile_size"], "overlap": TILE["overlap"], "batch_size": 4, "workers": 1}
+RUN = {"tile_size": TILE["tile_size"], "overlap": TILE["overlap"], "batch_size": 4, "read_threads": 1}
 
 
 @pytest.fixture(scope="module")
@@ -38,19 +47,28 @@ def oracle_factory(slides: list[Path], **kwargs: object) -> functools.partial:
     return functools.partial(make_tile_oracle, list(slides), **TILE, **kwargs)
 
 
-def run(slides: list[Path], model_dir: Path, run_dir: Path, **kwargs: object) -> tuple[RunSummary, list[str]]:
+def run(
+    slides: list[Path],
+    model_dir: Path,
+    run_dir: Path,
+    *,
+    factory: object = None,
+    resume: bool = False,
+    **settings: object,
+) -> tuple[RunSummary, list[str]]:
     """Screen and return the summary and, per slide in finishing order, "screened" or "kept"."""
     events: list[str] = []
-    kwargs.setdefault("detector_factory", oracle_factory(slides))
     summary = screen_slides(
         slides,
         model_dir,
         run_dir,
-        html=False,
-        on_result=lambda r, _: events.append(f"screened {r.path.name}"),
-        on_resumed=lambda r, _: events.append(f"kept {r.path.name}"),
-        **RUN,
-        **kwargs,
+        ScreenSettings(html=False, **{**RUN, **settings}),  # type: ignore[arg-type]
+        executor=LocalExecutor(factory=factory or oracle_factory(slides)),  # type: ignore[arg-type]
+        resume=resume,
+        callbacks=RunCallbacks(
+            on_result=lambda r, _: events.append(f"screened {r.path.name}"),
+            on_resumed=lambda r, _: events.append(f"kept {r.path.name}"),
+        ),
     )
     return summary, events
 
@@ -141,6 +159,7 @@ def test_resume_screens_everything_again_for_another_model_or_grid(
     two = slides[:2]
     run(two, model_dir, tmp_path / "run")
     extra: dict[str, object] = {}
+    factory = oracle_factory(two)
     if change == "model weights":
         (model_dir / "model.safetensors").write_bytes(b"other weights")
     elif change == "model.json":
@@ -150,20 +169,10 @@ def test_resume_screens_everything_again_for_another_model_or_grid(
         extra["merge"] = "wbf"
     else:
         tile = {**TILE, "tile_size": 384}
-        extra["detector_factory"] = functools.partial(make_tile_oracle, list(two), **tile)
+        factory = functools.partial(make_tile_oracle, list(two), **tile)
         extra["tile_size"] = 384
-    events: list[str] = []
-    screen_slides(
-        two,
-        model_dir,
-        tmp_path / "run",
-        html=False,
-        resume=True,
-        on_result=lambda r, _: events.append("screened"),
-        on_resumed=lambda r, _: events.append("kept"),
-        **{**RUN, "detector_factory": oracle_factory(two), **extra},
-    )
-    assert events == ["screened", "screened"]
+    _, events = run(two, model_dir, tmp_path / "run", factory=factory, resume=True, **extra)
+    assert events == [f"screened {p.name}" for p in two]
 
 
 class Tripwire:
@@ -187,7 +196,7 @@ def test_a_crash_inside_one_slide_is_recorded_and_the_run_goes_on(
     def factory(device: str | None) -> Tripwire:
         return Tripwire(slides, slides[1], RuntimeError("CUDA error: an illegal read"))
 
-    summary, events = run(slides, model_dir, tmp_path / "run", detector_factory=factory)
+    summary, events = run(slides, model_dir, tmp_path / "run", factory=factory)
     assert [r.status for r in summary.results] == ["done", "failed", "done"]
     assert summary.results[1].error == "RuntimeError: CUDA error: an illegal read"
     assert stored(tmp_path / "run")["hsil.tiff"][0] == "failed" and len(events) == 3
@@ -223,7 +232,7 @@ def test_ctrl_c_keeps_what_finished_and_resume_completes_the_run(
         return Tripwire(slides, slides[1], KeyboardInterrupt())
 
     with pytest.raises(ScreeningInterrupted) as info:
-        run(slides, model_dir, tmp_path / "run", detector_factory=factory)
+        run(slides, model_dir, tmp_path / "run", factory=factory)
     assert [r.path for r in info.value.summary.results] == [slides[0]]
     assert info.value.unfinished == slides[1:]
     status = stored(tmp_path / "run")
@@ -243,12 +252,16 @@ def test_ctrl_c_keeps_what_finished_and_resume_completes_the_run(
 
 def test_bad_arguments_fail_before_any_slide(slides: list[Path], model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not both"):
-        screen_slides(slides, model_dir, tmp_path / "a", dask_workers=2, scheduler="tcp://localhost:1")
+        DaskExecutor(workers=2, scheduler="tcp://localhost:1")
     with pytest.raises(ValueError, match="timeout must be positive"):
-        screen_slides(slides, model_dir, tmp_path / "b", timeout=0)
+        ScreenSettings(timeout=0)
     with pytest.raises(ValueError, match="overlap must be in"):
-        screen_slides(slides, model_dir, tmp_path / "c", tile_size=256, overlap=256)
+        ScreenSettings(tile_size=256, overlap=256)
+    with pytest.raises(ValueError, match="merge must be one of 'nms', 'wbf'; got 'soft'"):
+        ScreenSettings(merge="soft")
     oracle = TileOracle(slides[:1], **TILE)
     with pytest.raises(ValueError, match="runs in this process only"):
-        screen_slides(slides, oracle, tmp_path / "d", dask_workers=2)
-    assert not any((tmp_path / n).exists() for n in "abcd")
+        screen_slides(slides, oracle, tmp_path / "d", executor=DaskExecutor(workers=2))
+    with pytest.raises(FileNotFoundError, match="model.json is missing"):
+        screen_slides(slides, tmp_path, tmp_path / "e")
+    assert not any((tmp_path / n).exists() for n in "de")

@@ -12,7 +12,7 @@ import torch
 import cytolt.detect
 from cytolt.aggregate import SlideScorer
 from cytolt.detect import Detections
-from cytolt.screen import screen_slides
+from cytolt.screen import ScreenSettings, screen_slides
 from cytolt.screen.calibrate import BETHESDA_CATEGORIES, category_for, fit_slide_scorer
 from cytolt.screen.engine import default_scorer
 from cytolt.store import DetectionStore
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # the oracles import each other 
 from _screen_oracle import OracleSequence  # noqa: E402
 from _tile_oracle import write_model_dir  # noqa: E402
 
-TILE = {"tile_size": 256, "overlap": 128, "batch_size": 4, "workers": 1}
+TILE = ScreenSettings(tile_size=256, overlap=128, batch_size=4, read_threads=1)
 LABELS = ("NILM", "HSIL", "LSIL", "NILM")
 
 
@@ -67,7 +67,7 @@ def _use_dim_oracle(monkeypatch: pytest.MonkeyPatch, screened: list[Path], facto
 
 def test_fit_moves_thresholds_to_where_the_scores_are(slides, model_dir, tmp_path, monkeypatch) -> None:
     _use_dim_oracle(monkeypatch, slides)  # scores 0.28-0.48: the default 0.5 threshold sees nothing
-    fit = fit_slide_scorer(slides, list(LABELS), model_dir, tmp_path / "calib", **TILE)
+    fit = fit_slide_scorer(slides, list(LABELS), model_dir, tmp_path / "calib", settings=TILE)
 
     assert fit.categories == ["NILM", "HSIL+", "ASC-US+", "NILM"]
     assert fit.calls_before == ["NILM"] * 4
@@ -82,7 +82,7 @@ def test_fit_moves_thresholds_to_where_the_scores_are(slides, model_dir, tmp_pat
     saved = SlideScorer.from_dict(json.loads(fit.path.read_text()))
     assert saved.thresholds == fit.scorer.thresholds
     _use_dim_oracle(monkeypatch, slides[:2])
-    summary = screen_slides(slides[:2], model_dir, tmp_path / "run", **TILE)
+    summary = screen_slides(slides[:2], model_dir, tmp_path / "run", TILE)
     assert [r.score.category for r in summary.results] == ["NILM", "HSIL+"]
     with DetectionStore(summary.store_path) as store:
         assert store.runs()[-1]["params"]["scorer"]["thresholds"] == fit.scorer.thresholds
@@ -90,11 +90,11 @@ def test_fit_moves_thresholds_to_where_the_scores_are(slides, model_dir, tmp_pat
 
 def test_a_refit_starts_from_the_default_scorer(slides, model_dir, tmp_path, monkeypatch) -> None:
     # A stale scorer.json with absurd thresholds must not leak into the refit's "before" calls.
-    stale = default_scorer(cytolt.detect.read_model_info(model_dir))
+    stale = default_scorer(cytolt.detect.ModelFolder.read(model_dir).info)
     stale.thresholds = dict.fromkeys(stale.thresholds, 0.0)
     (model_dir / "scorer.json").write_text(json.dumps(stale.to_dict()))
     _use_dim_oracle(monkeypatch, slides, factor=1.0)
-    fit = fit_slide_scorer(slides, list(LABELS), model_dir, tmp_path / "calib", save=False, **TILE)
+    fit = fit_slide_scorer(slides, list(LABELS), model_dir, tmp_path / "calib", save=False, settings=TILE)
     assert fit.calls_before == fit.categories  # the oracle's own scores pass 0.5
     assert fit.path is None
     assert json.loads((model_dir / "scorer.json").read_text())["thresholds"]["hsil"] == 0.0
@@ -104,7 +104,7 @@ def test_a_failed_slide_stops_the_fit_and_is_named(slides, model_dir, tmp_path, 
     _use_dim_oracle(monkeypatch, slides[:1])
     missing = tmp_path / "gone.svs"
     with pytest.raises(ValueError, match=r"gone\.svs"):
-        fit_slide_scorer([slides[0], missing], ["NILM", "HSIL"], model_dir, tmp_path / "calib", **TILE)
+        fit_slide_scorer([slides[0], missing], ["NILM", "HSIL"], model_dir, tmp_path / "calib", settings=TILE)
     assert not (model_dir / "scorer.json").exists()
 
 

@@ -19,13 +19,15 @@ from cytolt.detect import Detections, ModelInfo
 from cytolt.io import SlideError, open_slide
 from cytolt.screen.engine import (
     STAGES,
-    default_overlap,
+    attempt_slide,
     default_scorer,
     screen_slide,
     slide_fingerprint,
     tile_grid,
 )
-from cytolt.store import DetectionStore
+from cytolt.screen.recorder import RunRecorder
+from cytolt.screen.settings import ScreenSettings
+from cytolt.store import DetectionStore, RunFolder
 from cytolt.synth import CLASSES, make_slide
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -45,15 +47,29 @@ class NullDetector:
     """A detector that finds nothing: for failure paths where the slide never gets to the model."""
 
     def __init__(self, mpp: float | None = None, *, answers: int | None = None) -> None:
-        self.info = ModelInfo(
-            classes=("a", "hsil"), colors=None, mpp=mpp, class_counts=None, path=Path("null")
-        )
+        self.info = ModelInfo(classes=("a", "hsil"), mpp=mpp, path=Path("null"))
         self.device = torch.device("cpu")
         self.answers = answers  # how many results to return per call (None: one per image)
 
     def predict(self, images: torch.Tensor) -> list[Detections]:
         n = len(images) if self.answers is None else self.answers
         return [Detections.empty() for _ in range(n)]
+
+
+def record(store: DetectionStore, folder: Path, result, *, info: ModelInfo):
+    """Record one screened slide as a run would (RunRecorder), no HTML page; returns the recorded result."""
+    run_id = store.add_run(model=str(info.path))
+    recorder = RunRecorder(
+        store,
+        RunFolder(folder).create(),
+        [result.path],
+        run_id=run_id,
+        model=info,
+        model_name="m",
+        html=False,
+    )
+    recorder.start(0)
+    return recorder.record(0, result)
 
 
 def _same_class_twins(oracle: OracleDetector, iou_min: float = 0.4) -> set[int]:
@@ -77,9 +93,8 @@ def test_every_cell_seen_whole_is_found_exactly_once(
     hsil_slide: Path, mpp: float | None, tile: int, overlap: int, merge: str
 ) -> None:
     oracle = OracleDetector(hsil_slide, tile_size=tile, overlap=overlap, mpp=mpp)
-    result = screen_slide(
-        hsil_slide, oracle, tile_size=tile, overlap=overlap, batch_size=3, workers=2, merge=merge
-    )
+    settings = ScreenSettings(tile_size=tile, overlap=overlap, batch_size=3, read_threads=2, merge=merge)
+    result = screen_slide(hsil_slide, oracle, settings)
     oracle.close()
     assert result.status == "done" and oracle.seen == result.tiles_read == len(oracle.grid)
 
@@ -113,20 +128,19 @@ def test_result_fields_store_and_score(hsil_slide: Path, tmp_path: Path) -> None
     scorer = default_scorer(oracle.info)
     calls: list[tuple[int, int]] = []
     with DetectionStore(tmp_path / "run.sqlite") as store:
-        run = store.add_run(model="oracle")
-        result = screen_slide(
+        computed = screen_slide(
             hsil_slide,
             oracle,
-            store=store,
-            run_id=run,
-            tile_size=256,
-            overlap=128,
+            ScreenSettings(tile_size=256, overlap=128),
             scorer=scorer,
             progress=lambda done, total: calls.append((done, total)),
         )
-        record = store.slide(result.slide_id)
+        assert computed.slide_id is None and not store.slides()  # screen_slide computes, writes nothing
+        result = record(store, tmp_path / "run", computed, info=oracle.info)
+        record_ = store.slide(result.slide_id)
         stored, _ = store.query(result.slide_id)
         assert store.class_names == list(CLASSES)
+        run_id = store.runs()[-1]["id"]
     oracle.close()
     assert result.dimensions == (2048, 2048) and result.mpp == (0.25, 0.25) and result.read_mpp == (0.5, 0.5)
     assert result.vendor == "generic-tiff" and result.model_name == "oracle"
@@ -134,9 +148,10 @@ def test_result_fields_store_and_score(hsil_slide: Path, tmp_path: Path) -> None
     assert sum(result.counts.values()) == len(result.detections) and list(result.counts) == list(CLASSES)
     assert calls[-1] == (result.tiles_read, result.tiles_read) and len(calls) == -(-result.tiles_read // 8)
     # store: slide row, status, timings, detections with their per-class scores
-    assert record.status == "done" and record.error is None and record.run_id == run
-    assert record.dims == (2048, 2048) and record.mpp == (0.25, 0.25)
-    assert record.timings == result.timings and record.content_hash == slide_fingerprint(hsil_slide)
+    assert record_.status == "done" and record_.error is None and record_.run_id == run_id
+    assert record_.dims == (2048, 2048) and record_.mpp == (0.25, 0.25)
+    assert record_.timings == result.timings and record_.content_hash == slide_fingerprint(hsil_slide)
+    assert result.timings["store"] > computed.timings["store"] == 0  # the recorder's writes are timed
     assert len(stored) == len(result.detections) and stored.class_scores is not None
     torch.testing.assert_close(stored.scores.sort().values, result.detections.scores.sort().values)
     # the HSIL slide's planted hsil cells make the call
@@ -147,10 +162,11 @@ def test_result_fields_store_and_score(hsil_slide: Path, tmp_path: Path) -> None
 def test_open_slide_is_left_open_and_rescreening_replaces_detections(
     hsil_slide: Path, tmp_path: Path
 ) -> None:
+    settings = ScreenSettings(tile_size=256, overlap=128, read_threads=0)
     with DetectionStore(tmp_path / "run.sqlite") as store, open_slide(hsil_slide) as slide:
         for _ in range(2):
             oracle = OracleDetector(hsil_slide, tile_size=256, overlap=128, mpp=0.5, check_pixels=False)
-            result = screen_slide(slide, oracle, store=store, tile_size=256, overlap=128, workers=0)
+            result = record(store, tmp_path / "run", screen_slide(slide, oracle, settings), info=oracle.info)
             oracle.close()
         assert slide.read_region((0, 0), 0, (4, 4)).shape == (4, 4, 3)  # still open
         assert len(store.slides()) == 1
@@ -162,22 +178,23 @@ def test_bad_slide_raises_slide_error_and_is_recorded(
     openslide_fixtures: Path, tmp_path: Path, name: str
 ) -> None:
     path = openslide_fixtures / name
+    with pytest.raises(SlideError) as info:
+        screen_slide(path, NullDetector())
+    failed = attempt_slide(path, NullDetector(), ScreenSettings())
+    assert failed.status == "failed" and failed.error == str(info.value) and name in failed.error
+    assert "open" in failed.timings  # the stages that ran are timed
     with DetectionStore(tmp_path / "run.sqlite") as store:
-        with pytest.raises(SlideError) as info:
-            screen_slide(path, NullDetector(), store=store)
-        record = store.slide(store.find_slide(path))
-    assert record.status == "failed" and record.error == str(info.value) and name in record.error
-    assert "open" in record.timings
+        record(store, tmp_path / "run", failed, info=NullDetector().info)
+        row = store.slide(store.find_slide(path))
+    assert row.status == "failed" and row.error == failed.error and "open" in row.timings
 
 
 def test_detector_returning_too_few_results_fails_the_slide(hsil_slide: Path, tmp_path: Path) -> None:
-    with DetectionStore(tmp_path / "run.sqlite") as store:
-        with pytest.raises(ValueError, match="returned 1 results for 4 images"):
-            screen_slide(
-                hsil_slide, NullDetector(answers=1), store=store, tile_size=256, batch_size=4, mpp=0.5
-            )
-        record = store.slide(store.find_slide(hsil_slide))
-    assert record.status == "failed" and record.error.startswith("ValueError: NullDetector.predict returned")
+    settings = ScreenSettings(tile_size=256, batch_size=4, read_mpp=0.5)
+    with pytest.raises(ValueError, match="returned 1 results for 4 images"):
+        screen_slide(hsil_slide, NullDetector(answers=1), settings)
+    failed = attempt_slide(hsil_slide, NullDetector(answers=1), settings)
+    assert failed.status == "failed" and failed.error.startswith("ValueError: NullDetector.predict returned")
 
 
 def test_empty_slide_reads_no_tiles(tmp_path: Path) -> None:
@@ -186,16 +203,9 @@ def test_empty_slide_reads_no_tiles(tmp_path: Path) -> None:
     tifffile.imwrite(
         path, glass, tile=(256, 256), photometric="rgb", resolution=(40000, 40000), resolutionunit=3
     )
-    result = screen_slide(path, NullDetector(mpp=0.5), scorer=None)
+    result = screen_slide(path, NullDetector(mpp=0.5))
     assert result.status == "done" and result.tiles_read == 0 and result.tiles_total > 0
     assert len(result.detections) == 0 and result.counts == {"a": 0, "hsil": 0}
-
-
-def test_bad_arguments(hsil_slide: Path) -> None:
-    with pytest.raises(ValueError, match="merge must be one of 'nms', 'wbf'; got 'soft'"):
-        screen_slide(hsil_slide, NullDetector(), merge="soft")
-    with pytest.raises(ValueError, match="overlap must be in"):
-        screen_slide(hsil_slide, NullDetector(), tile_size=256, overlap=256)
 
 
 def test_tile_grid_is_masked_and_row_major(hsil_slide: Path) -> None:
@@ -207,20 +217,13 @@ def test_tile_grid_is_masked_and_row_major(hsil_slide: Path) -> None:
     assert (np.diff(order) > 0).all()
 
 
-def test_default_overlap_holds_a_64um_cell() -> None:
-    assert default_overlap(0.5) == 128  # 64 um / 0.5 um per px
-    assert default_overlap(0.25) == 256
-    assert default_overlap(0.3) == 224  # 213.3 px rounded up to a multiple of 16
-    assert default_overlap(None) == 256  # level-0 pixels: 0.25 um/px assumed
-
-
 def test_default_scorer_uses_the_bethesda_abnormal_classes() -> None:
-    info = ModelInfo(classes=CLASSES, colors=None, mpp=0.5, class_counts=None, path=Path("m"))
+    info = ModelInfo(classes=CLASSES, mpp=0.5, path=Path("m"))
     scorer = default_scorer(info)
     assert isinstance(scorer, SlideScorer)
     assert scorer.abnormal_classes == ["ascus", "lsil", "hsil", "scc", "agc"]
     assert scorer.categories == ["HSIL+", "ASC-US+", "NILM"]
-    normal = ModelInfo(classes=("cell", "candida"), colors=None, mpp=None, class_counts=None, path=Path("m"))
+    normal = ModelInfo(classes=("cell", "candida"), path=Path("m"))
     assert default_scorer(normal) is None
 
 
@@ -247,16 +250,22 @@ def test_store_survives_a_kill_during_screening(hsil_slide: Path, tmp_path: Path
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from _screen_oracle import OracleDetector
         from cytolt.screen.engine import screen_slide
-        from cytolt.store import DetectionStore
+        from cytolt.screen.recorder import RunRecorder
+        from cytolt.screen.settings import ScreenSettings
+        from cytolt.store import DetectionStore, RunFolder
         from cytolt.synth import cells_path_for
         source = Path({str(hsil_slide)!r})
         store = DetectionStore({str(store_path)!r})
+        settings = ScreenSettings(tile_size=256, overlap=128, read_threads=1)
         for k in range(10_000):
             path = Path({str(tmp_path)!r}) / f"copy{{k}}.tiff"  # one slide under many names
             os.symlink(source, path)
             os.symlink(cells_path_for(source), cells_path_for(path))
             oracle = OracleDetector(path, tile_size=256, overlap=128, mpp=0.5, check_pixels=False)
-            result = screen_slide(path, oracle, store=store, tile_size=256, overlap=128, workers=1)
+            recorder = RunRecorder(store, RunFolder({str(tmp_path)!r}), [path], run_id=store.add_run(model="o"),
+                                   model=oracle.info, model_name="o", html=False)
+            recorder.start(0)
+            result = recorder.record(0, screen_slide(path, oracle, settings))
             print("done", result.slide_id, len(result.detections), flush=True)
         """
     )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from cytolt.screen.inputs import collect_slides, model_identity
+from cytolt.screen.inputs import collect_slides
 
 
 @pytest.fixture
@@ -102,26 +101,3 @@ def test_inputs_that_name_no_slide_are_errors(scans: Path, tmp_path: Path) -> No
         collect_slides([str(scans / "*.mrxs")])
     with pytest.raises(ValueError, match="slide list not found"):
         collect_slides([tmp_path / "nowhere.csv"])
-
-
-def test_model_identity_follows_every_model_file(tmp_path: Path) -> None:
-    def folder(name: str, weights: bytes, meta: dict) -> Path:
-        out = tmp_path / name
-        out.mkdir()
-        (out / "model.json").write_text(json.dumps(meta))
-        (out / "config.py").write_text("model = dict()\n")
-        (out / "model.safetensors").write_bytes(weights)
-        return out
-
-    a = folder("a", b"\x00" * 100, {"classes": ["x"]})
-    same = folder("same", b"\x00" * 100, {"classes": ["x"]})
-    other_weights = folder("w", b"\x00" * 99 + b"\x01", {"classes": ["x"]})
-    other_meta = folder("m", b"\x00" * 100, {"classes": ["y"]})
-    assert model_identity(a) == model_identity(same)  # the content counts, not the folder name
-    assert model_identity(a).startswith("sha256:")
-    assert len({model_identity(p) for p in (a, other_weights, other_meta)}) == 3
-    (a / "scorer.json").write_text("{}")  # the scorer is re-applied on resume: not part of the identity
-    assert model_identity(a) == model_identity(same)
-    (same / "config.py").unlink()
-    with pytest.raises(FileNotFoundError, match="config.py is missing"):
-        model_identity(same)
