@@ -12,21 +12,39 @@ from cytolt.evaluate.fixed_ap import fixed_ap, top_k_per_class
 from cytolt.evaluate.lvis import LVISEvaluator, lvis_eval
 from cytolt.evaluate.per_class import per_class_ap
 from cytolt.evaluate.precision import per_class_ap_from_eval
+from cytolt.evaluate.screening import (
+    at_cutoffs,
+    confusion,
+    counted_call,
+    gallery_hit_rate,
+    roc_auc_with_ci,
+    sensitivity_specificity,
+    triage_fraction,
+    wilson_interval,
+)
 from cytolt.evaluate.slide import plot_roc, roc_curve, sensitivity_at_specificity, slide_auc
 
 __all__ = [
     "LVISEvaluator",
+    "at_cutoffs",
     "category_names",
     "coco_eval",
+    "confusion",
     "confusion_matrix",
+    "counted_call",
     "fixed_ap",
+    "gallery_hit_rate",
     "lvis_eval",
     "per_class_ap",
     "per_class_ap_from_eval",
     "plot_confusion",
     "plot_roc",
+    "roc_auc_with_ci",
     "roc_curve",
     "sensitivity_at_specificity",
+    "sensitivity_specificity",
     "slide_auc",
     "top_k_per_class",
+    "triage_fraction",
+    "wilson_interval",
 ]
