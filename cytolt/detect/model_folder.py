@@ -2,7 +2,8 @@
 
 Layout, format version ``MODEL_FORMAT``::
 
-    MODEL_DIR/model.json          format, classes, colours, input mpp, training instances per class, source
+    MODEL_DIR/model.json          format, classes, colors, mpp (of the training images), train_instances_per_class,
+                                  source (work_dir, checkpoint, iteration), cytolt_version
     MODEL_DIR/config.py           the mmdet model config (``model=...``, ``custom_imports``)
     MODEL_DIR/model.safetensors   weights (and loss state buffers); never a pickle
     MODEL_DIR/scorer.json         optional: the slide scorer fit for this model (SlideScorer.to_dict())
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MODEL_FORMAT", "ModelFolder", "ModelInfo"]
 
-# 1: model.json with classes, colors, mpp, class_counts (training instances per class) and source.
+# 1: model.json with classes, colors, mpp, train_instances_per_class (earlier: class_counts) and source.
 MODEL_FORMAT = 1
 _HASH_CHUNK = 1 << 20
 
@@ -112,7 +113,9 @@ class ModelFolder:
             fmt = int(meta.get("format", MODEL_FORMAT))
             classes = tuple(str(c) for c in meta["classes"])
             colors = tuple(tuple(int(v) for v in c) for c in meta["colors"]) if meta.get("colors") else None
-            counts = tuple(int(n) for n in meta["class_counts"]) if meta.get("class_counts") else None
+            # "class_counts" is what format 1 called the training instances per class before this name
+            counts_field = meta.get("train_instances_per_class", meta.get("class_counts"))
+            counts = tuple(int(n) for n in counts_field) if counts_field else None
             mpp = None if meta.get("mpp") is None else float(meta["mpp"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{meta_path}: not a valid model description ({exc})") from exc
@@ -125,7 +128,9 @@ class ModelFolder:
         if colors is not None and len(colors) != len(classes):
             raise ValueError(f"{meta_path}: {len(colors)} colours for {len(classes)} classes")
         if counts is not None and len(counts) != len(classes):
-            raise ValueError(f"{meta_path}: {len(counts)} class_counts for {len(classes)} classes")
+            raise ValueError(
+                f"{meta_path}: {len(counts)} training instance counts for {len(classes)} classes"
+            )
         info = ModelInfo(classes=classes, colors=colors, mpp=mpp, train_instances=counts, path=folder)  # type: ignore[arg-type]
         return cls(folder, info, meta)
 
@@ -204,7 +209,7 @@ class ModelFolder:
             "classes": list(info.classes),
             "colors": _lists(info.colors),
             "mpp": info.mpp,
-            "class_counts": None if info.train_instances is None else list(info.train_instances),
+            "train_instances_per_class": None if info.train_instances is None else list(info.train_instances),
         }
         meta.update(extra or {})
         (out / cls.META).write_text(json.dumps(meta, indent=2))

@@ -20,6 +20,7 @@ import torch
 from mmengine.config import Config, DictAction
 
 from cytolt import __version__
+from cytolt.category_stats import coco_category_stats
 from cytolt.detect.model_folder import ModelFolder, ModelInfo
 
 log = logging.getLogger("cytolt")
@@ -173,16 +174,12 @@ def _run_config(work_dir: Path) -> Path:
 
 
 def _train_instances(ann_file: str | None, classes: Sequence[str]) -> tuple[int, ...] | None:
+    """Annotated instances per model class in the training annotations, in ``classes`` order (by name)."""
     if not ann_file or not Path(ann_file).is_file():
         return None
-    data = json.loads(Path(ann_file).read_text())
-    by_id = {c["id"]: c["name"] for c in data.get("categories", [])}
-    counts = dict.fromkeys(classes, 0)
-    for ann in data.get("annotations", []):
-        name = by_id.get(ann["category_id"])
-        if name in counts:
-            counts[name] += 1
-    return tuple(counts[c] for c in classes)
+    stats = coco_category_stats(json.loads(Path(ann_file).read_text()), source=ann_file)
+    by_name = dict(zip(stats.names, stats.instances_per_class, strict=True))
+    return tuple(int(by_name.get(c, 0)) for c in classes)
 
 
 def _input_mpp(ann_file: str | None) -> float | None:
