@@ -373,19 +373,20 @@ def mini_config(config: str | Path, data_root: str | Path, *, image_size: int | 
 _SIZE_KEYS = ("scale", "crop_size", "size")
 
 
-def _set_image_size(node: Any, size: int) -> None:
+def _set_image_size(node: Any, size: int, in_pipeline: bool = False) -> None:
+    # Only transforms (anything under a "...pipeline" key): an AnchorGenerator's ``scales`` are not image sizes.
     if isinstance(node, dict):
-        if "type" in node:
+        if in_pipeline and "type" in node:
             for key in _SIZE_KEYS:
                 if isinstance(node.get(key), list | tuple) and len(node[key]) == 2:
                     node[key] = (size, size)
             if isinstance(node.get("scales"), list | tuple):
                 node["scales"] = [(size, size)]
-        for value in node.values():
-            _set_image_size(value, size)
+        for key, value in node.items():
+            _set_image_size(value, size, in_pipeline or str(key).endswith("pipeline"))
     elif isinstance(node, list | tuple):
         for value in node:
-            _set_image_size(value, size)
+            _set_image_size(value, size, in_pipeline)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

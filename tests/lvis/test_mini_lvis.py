@@ -317,6 +317,7 @@ def test_mini_config_moves_every_path_and_class_count(make_mini, mini_lvis):
     assert cfg.model.roi_head.mask_head.num_classes == 12
     assert cfg.train_dataloader.dataset.pipeline[2]["scales"] == [(128, 128)]
     assert cfg.test_dataloader.dataset.pipeline[1]["scale"] == (128, 128)
+    assert cfg.model.rpn_head.anchor_generator.scales == [8]  # only transforms get the image size
     lsj = make_mini.mini_config(ROOT / "configs/lvis/mask_rcnn_r50_fpn_copypaste_rfs_1x.py", root)
     sizes = {t["type"]: t for t in lsj.train_dataloader.dataset.dataset.pipeline}
     assert (
