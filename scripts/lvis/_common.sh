@@ -15,6 +15,14 @@ declare -A LVIS_CONFIGS=(
     [atss]=atss_r50_fpn_focal_rfs_2x
     [efl]=atss_r50_fpn_efl_rfs_2x
     [gradlibra]=atss_r50_fpn_gradlibra_rfs_2x
+    [gol]=mask_rcnn_r50_fpn_gol_normed_rfs_2x
+    [iif]=mask_rcnn_r50_fpn_iif_rfs_2x
+    [cascade]=cascade_mask_rcnn_r50_fpn_random_1x
+    [cascade_rfs]=cascade_mask_rcnn_r50_fpn_rfs_1x
+    [cascade_eql]=cascade_mask_rcnn_r50_fpn_eql_1x
+    [cascade_eqlv2]=cascade_mask_rcnn_r50_fpn_eqlv2_1x
+    [cascade_federated]=cascade_mask_rcnn_r50_fpn_federated_rfs_1x
+    [cascade_seesaw]=cascade_mask_rcnn_r50_fpn_seesaw_normed_rfs_2x
 )
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train one LVIS v1 reproduction run:  scripts/lvis/train.sh METHOD [GPUS] [-- cytolt train options]
 #
-#   METHOD   random rfs eql eqlv2 seesaw federated cdb copypaste atss efl gradlibra (norcal: see evaluate.sh)
+#   METHOD   random rfs eql eqlv2 seesaw federated cdb copypaste atss efl gradlibra gol iif, cascade cascade_rfs
+#            cascade_eql cascade_eqlv2 cascade_federated cascade_seesaw (norcal: see evaluate.sh)
 #   GPUS     processes on this machine (default 1); more than one runs torchrun + `cytolt train --launcher
 #            pytorch`. The configs are for 8 GPUs x 2 images; lr scales with the total batch (auto_scale_lr).
 # Environment:

@@ -38,6 +38,14 @@ EXPECTED = {
     "atss_r50_fpn_focal_rfs_2x",
     "atss_r50_fpn_efl_rfs_2x",
     "atss_r50_fpn_gradlibra_rfs_2x",
+    "mask_rcnn_r50_fpn_gol_normed_rfs_2x",
+    "mask_rcnn_r50_fpn_iif_rfs_2x",
+    "cascade_mask_rcnn_r50_fpn_random_1x",
+    "cascade_mask_rcnn_r50_fpn_rfs_1x",
+    "cascade_mask_rcnn_r50_fpn_eql_1x",
+    "cascade_mask_rcnn_r50_fpn_eqlv2_1x",
+    "cascade_mask_rcnn_r50_fpn_federated_rfs_1x",
+    "cascade_mask_rcnn_r50_fpn_seesaw_normed_rfs_2x",
 }
 
 
@@ -145,6 +153,43 @@ def test_seesaw_config_follows_mmdets_normed_mask_seesaw():
     for key in ("p", "q", "num_classes", "loss_weight"):
         assert ob.loss_cls[key] == mb.loss_cls[key], key
     assert ours.param_scheduler == mmdet.param_scheduler and ours.train_cfg.max_epochs == 24
+
+
+def _cascade_stages(roi_head: dict) -> dict:
+    """A SharedConfigCascadeRoIHead config as mmdet's CascadeRoIHead takes it (one bbox_head per stage)."""
+    from cytolt.mm.cascade import stage_bbox_heads
+
+    roi_head = dict(roi_head)
+    roi_head["bbox_head"] = stage_bbox_heads(roi_head["bbox_head"], roi_head.pop("stage_target_stds"))
+    roi_head["type"] = "CascadeRoIHead"
+    return roi_head
+
+
+def test_cascade_base_is_mmdets_cascade_mask_rcnn_with_lvis_classes_and_limits():
+    ours = _load("cascade_mask_rcnn_r50_fpn_random_1x")
+    mmdet = Config.fromfile(str(MMDET_CONFIGS / "cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py"))
+    a, b = ours.model.to_dict(), mmdet.model.to_dict()
+    a["roi_head"] = _cascade_stages(a["roi_head"])
+    for model in (a, b):
+        model["backbone"].pop("init_cfg")
+        model.pop("test_cfg")
+        model["data_preprocessor"].pop("pad_mask", None)  # LVIS pads masks (as our Mask R-CNN base does)
+        for head in [*model["roi_head"]["bbox_head"], model["roi_head"]["mask_head"]]:
+            head.pop("num_classes")
+    assert a == b
+    assert ours.model.test_cfg.rcnn == _load("mask_rcnn_r50_fpn_random_1x").model.test_cfg.rcnn  # LVIS limits
+
+
+def test_gol_config_is_the_published_setting():
+    cfg = _load("mask_rcnn_r50_fpn_gol_normed_rfs_2x")
+    head = cfg.model.roi_head.bbox_head
+    assert head.type == "GumbelShared2FCBBoxHead" and head.loss_cls.type == "RoIGumbelLoss"
+    assert math.isclose(-math.log(-math.log(head.prior_prob)), -2.0, abs_tol=1e-3)  # the authors' fc_cls bias
+    assert cfg.model.roi_head.mask_head.predictor_cfg == dict(type="NormedConv2d", tempearture=20)
+    assert _sampler(cfg) == dict(type="RepeatFactorSampler", thr=0.001) and cfg.train_cfg.max_epochs == 24
+    iif = _load("mask_rcnn_r50_fpn_iif_rfs_2x").model.roi_head.bbox_head.cls_predictor_cfg
+    assert (iif.type, iif.variant, iif.counts) == ("IIFPredictor", "raw", "images")
+    assert iif.train_ann_file == "data/lvis_v1/annotations/lvis_v1_train.json"
 
 
 # ---------------------------------------------------------------------------------------------- scripts
@@ -292,7 +337,9 @@ def _cpu_run_config(cfg: Config, work_dir: Path) -> Config:
     model = tree["model"]
     if "roi_head" in model:
         model["train_cfg"]["rpn_proposal"].update(nms_pre=300, max_per_img=100)
-        model["train_cfg"]["rcnn"]["sampler"]["num"] = 64
+        rcnn = model["train_cfg"]["rcnn"]
+        for stage in rcnn if isinstance(rcnn, list) else [rcnn]:  # a list: one per cascade stage
+            stage["sampler"]["num"] = 64
         model["test_cfg"]["rpn"].update(nms_pre=200, max_per_img=50)
         model["test_cfg"]["rcnn"]["max_per_img"] = 30
     else:
@@ -315,11 +362,26 @@ def _cpu_run_config(cfg: Config, work_dir: Path) -> Config:
     return Config(tree, cfg_text="# cpu test run\n", filename=cfg.filename)
 
 
+def _bbox_heads(model) -> list:
+    """The box heads of a two-stage model: one, or one per cascade stage."""
+    heads = model.roi_head.bbox_head
+    return list(heads) if isinstance(heads, torch.nn.ModuleList) else [heads]
+
+
+def _first(head: torch.nn.Module) -> torch.nn.Module:
+    """A head, or the first stage's of a cascade (a ModuleList)."""
+    return head[0] if isinstance(head, torch.nn.ModuleList) else head
+
+
 def _inner_loss(runner) -> torch.nn.Module:
+    """The classification loss (of the first stage, for a cascade), out of RoISigmoidLoss when wrapped."""
+    from cytolt.mm.lvis import RoISigmoidLoss
+
     model = runner.model
-    head = model.roi_head.bbox_head if hasattr(model, "roi_head") else model.bbox_head
-    loss = head.loss_cls
-    return loss.loss if type(loss).__name__ == "RoISigmoidLoss" else loss
+    loss = (
+        _first(model.roi_head.bbox_head).loss_cls if hasattr(model, "roi_head") else model.bbox_head.loss_cls
+    )
+    return loss.loss if isinstance(loss, RoISigmoidLoss) else loss
 
 
 def _train_sampler(runner):
@@ -333,15 +395,18 @@ def _check_method(name: str, runner, stats) -> None:
     loss = _inner_loss(runner)
     sampler = type(_train_sampler(runner)).__name__
     num_classes = len(stats.names)
-    if name.startswith("mask_rcnn"):
-        # Softmax heads: classes + background; Seesaw: + objectness; sigmoid (RoISigmoidLoss): one per class.
-        sigmoid = any(f"_{m}_" in name for m in ("eql", "eqlv2", "federated"))
+    if "mask_rcnn" in name:
+        # Softmax heads: classes + background; Seesaw: + objectness; sigmoid (RoISigmoidLoss, GOL): one per class.
+        sigmoid = any(f"_{m}_" in name for m in ("eql", "eqlv2", "federated", "gol"))
         expected = num_classes if sigmoid else num_classes + 2 if "_seesaw_" in name else num_classes + 1
-        assert model.roi_head.bbox_head.fc_cls.out_features == expected
-        if (
-            sigmoid
-        ):  # the classifier starts at p = 0.01 (bias log(0.01/0.99) = -4.6); two steps barely move it
-            assert model.roi_head.bbox_head.fc_cls.bias.mean().item() == pytest.approx(-4.595, abs=0.2)
+        for head in _bbox_heads(model):
+            fc_cls = getattr(head.fc_cls, "classifier", head.fc_cls)  # IIF wraps the linear layer
+            assert fc_cls.out_features == expected
+            # Sigmoid classifiers start at p = 0.01 (bias log(0.01/0.99) = -4.6), GOL's at the Gumbel prior
+            # exp(-e^2) (bias -2); two steps barely move them.
+            if sigmoid:
+                bias = -2.0 if "_gol_" in name else -4.595
+                assert fc_cls.bias.mean().item() == pytest.approx(bias, abs=0.2)
     assert sampler == (
         "CDBSampler" if "cdb" in name else "RepeatFactorSampler" if "rfs" in name else "DefaultSampler"
     )
@@ -351,8 +416,8 @@ def _check_method(name: str, runner, stats) -> None:
         "eql_1x": lambda: torch.allclose(loss.image_freq.double(), torch.from_numpy(stats.image_freq)),
         "eqlv2_1x": lambda: type(loss).__name__ == "EQLv2Loss" and loss.pos_grad.sum() > 0,
         "seesaw_normed_rfs_2x": lambda: (
-            type(model.roi_head.bbox_head.fc_cls).__name__ == "NormedLinear"
-            and type(model.roi_head.mask_head.conv_logits).__name__ == "NormedConv2d"
+            type(_first(model.roi_head.bbox_head).fc_cls).__name__ == "NormedLinear"
+            and type(_first(model.roi_head.mask_head).conv_logits).__name__ == "NormedConv2d"
             and loss.cum_samples.sum() > 0
         ),
         "federated_rfs_1x": lambda: torch.allclose(
@@ -374,6 +439,14 @@ def _check_method(name: str, runner, stats) -> None:
         "focal_rfs_2x": lambda: type(loss).__name__ == "FocalLoss",
         "efl_rfs_2x": lambda: type(loss).__name__ == "EqualizedFocalLoss" and loss.pos_grad.sum() > 0,
         "gradlibra_rfs_2x": lambda: type(loss).__name__ == "GradLibraLoss" and loss.pos_count.sum() > 0,
+        "gol_normed_rfs_2x": lambda: (
+            type(loss).__name__ == "GumbelLoss"
+            and type(model.roi_head.mask_head.conv_logits).__name__ == "NormedConv2d"
+        ),
+        "iif_rfs_2x": lambda: torch.allclose(
+            model.roi_head.bbox_head.fc_cls.iif.double(),
+            torch.log(stats.num_images / torch.from_numpy(stats.images_per_class.astype(float))),
+        ),
     }
     key = max((k for k in checks if name.endswith(k)), key=len)  # "federated_rfs_1x" before "rfs_1x"
     assert checks[key](), f"{name}: {key} check failed"
