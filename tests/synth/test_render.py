@@ -1,4 +1,4 @@
-"""Tests for cytolt/synth/render.py: compositing, windows that stitch, masks and boxes."""
+"""Tests for cytolt/synth/render.py: compositing, windows that stitch, masks and boxes, defocus."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from cytolt.synth import cells
 from cytolt.synth.render import (
     FILL,
     LINE,
+    Defocus,
     Illumination,
     Prim,
     Stain,
@@ -36,7 +37,7 @@ def field():
     return stain, textures, illumination, objects
 
 
-def _render(field, x0, y0, w, h):
+def _render(field, x0, y0, w, h, defocus=None):
     stain, textures, illumination, objects = field
     return render_region(
         objects,
@@ -48,6 +49,7 @@ def _render(field, x0, y0, w, h):
         stain=stain,
         textures=textures,
         illumination=illumination,
+        defocus=defocus,
     )
 
 
@@ -127,3 +129,30 @@ def test_texture_window_too_large_is_an_error():
 
 def test_blur_margin_covers_three_sigma():
     assert blur_margin(1.0) >= 4 and blur_margin(5.0) >= 16
+
+
+def test_defocused_windows_stitch_and_leave_the_rest_alone(field):
+    defocus = Defocus(12.0, ((100, 10, 200, 120),))  # straddles the seam at x = 128
+    whole = _render(field, 0, 0, 256, 128, defocus)
+    parts = np.hstack([_render(field, 0, 0, 128, 128, defocus), _render(field, 128, 0, 128, 128, defocus)])
+    np.testing.assert_array_equal(parts, whole)
+    sharp = _render(field, 0, 0, 256, 128)
+    inside = np.zeros(whole.shape[:2], bool)
+    inside[10:120, 100:200] = True
+    np.testing.assert_array_equal(whole[~inside], sharp[~inside])
+    lap = [np.abs(np.diff(img[10:120, 100:200].astype(int), 2, axis=1)).mean() for img in (sharp, whole)]
+    assert lap[1] < lap[0] / 2  # what is left inside is the sensor noise, added after the defocus
+
+
+@pytest.mark.parametrize("sigma", [3.0, 6.0, 12.0])
+def test_defocus_blur_has_the_requested_sigma(sigma):
+    # A bright square on black: the blurred edge's profile is the Gaussian's cumulative distribution, so
+    # the distance between its 16 % and 84 % points is 2 sigma.
+    from cytolt.synth.render import _defocus
+
+    image = np.zeros((256, 256, 3), np.uint8)
+    image[:, 128:] = 200
+    f = Defocus(sigma, ()).factor
+    profile = _defocus(image, sigma, f)[128, :, 0].astype(float) / 200
+    lo, hi = np.interp([0.16, 0.84], profile[64:192], np.arange(64, 192))
+    assert hi - lo == pytest.approx(2 * sigma, rel=0.08)
