@@ -35,6 +35,7 @@ __all__ = [
     "confusion",
     "counted_call",
     "gallery_hit_rate",
+    "proportion",
     "roc_auc_with_ci",
     "sensitivity_specificity",
     "triage_fraction",
@@ -94,7 +95,8 @@ def _bools(values: Any, name: str) -> np.ndarray:
     return a
 
 
-def _proportion(k: int, n: int, confidence: float) -> dict[str, Any]:
+def proportion(k: int, n: int, confidence: float = 0.95) -> dict[str, Any]:
+    """``k`` of ``n`` as a record: ``{"k", "n", "value": k / n (None when n is 0), "interval": Wilson}``."""
     return {
         "k": k,
         "n": n,
@@ -133,8 +135,8 @@ def sensitivity_specificity(
         "fn": fn,
         "tn": tn,
         "fp": fp,
-        "sensitivity": _proportion(tp, tp + fn, confidence),
-        "specificity": _proportion(tn, tn + fp, confidence),
+        "sensitivity": proportion(tp, tp + fn, confidence),
+        "specificity": proportion(tn, tn + fp, confidence),
     }
 
 
@@ -292,6 +294,9 @@ def gallery_hit_rate(
         top_boxes_per_slide: per slide, the review items' boxes in the order the queue shows them.
         planted_abnormal_boxes_per_slide: per slide, the ground-truth boxes of its abnormal cells.
         k: how many items from the front of each slide's queue count.
+
+    Returns:
+        ``{"k": slides with a hit, "n": abnormal slides, "value", "interval", "top_k": k, "iou", "skipped"}``.
     """
     from cytolt.evaluate.confusion import box_iou_xywh
 
@@ -319,8 +324,8 @@ def gallery_hit_rate(
         if len(shown) and (box_iou_xywh(shown, xywh(planted)) >= iou - 1e-12).any():
             hits += 1
     return {
-        **_proportion(hits, n, confidence),
-        "k": k,
+        **proportion(hits, n, confidence),
+        "top_k": k,
         "iou": iou,
         "skipped": len(top_boxes_per_slide) - n,
     }

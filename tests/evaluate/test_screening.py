@@ -13,6 +13,7 @@ from cytolt.evaluate.screening import (
     confusion,
     counted_call,
     gallery_hit_rate,
+    proportion,
     roc_auc_with_ci,
     sensitivity_specificity,
     triage_fraction,
@@ -43,6 +44,11 @@ def test_wilson_interval_edges():
         wilson_interval(11, 10)
     with pytest.raises(ValueError, match="confidence"):
         wilson_interval(1, 10, confidence=95)
+
+
+def test_proportion_record():
+    assert proportion(1, 4) == {"k": 1, "n": 4, "value": 0.25, "interval": list(wilson_interval(1, 4))}
+    assert proportion(0, 0) == {"k": 0, "n": 0, "value": None, "interval": [0.0, 1.0]}
 
 
 def test_sensitivity_specificity_counts():
@@ -146,10 +152,9 @@ def test_gallery_hit_rate_hand_case():
     ]
     planted = [[cell], [[0, 0, 10, 5]], [cell], [], [[0, 0, 10, 4.9]]]
     first = gallery_hit_rate(top, planted, k=1)
-    assert (first["k"], first["n"], first["skipped"]) == (1, 4, 1)  # B
+    assert (first["top_k"], first["k"], first["n"], first["skipped"]) == (1, 1, 4, 1)  # B
     assert first["value"] == pytest.approx(1 / 4)
     assert first["interval"] == pytest.approx(list(wilson_interval(1, 4)))
-    assert gallery_hit_rate(top, planted, k=2)["k"] == 2
     assert gallery_hit_rate(top, planted, k=2)["value"] == pytest.approx(2 / 4)  # A and B
     assert gallery_hit_rate(top, planted, k=2, iou=0.3)["value"] == pytest.approx(3 / 4)  # and E
 
