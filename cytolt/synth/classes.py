@@ -79,6 +79,21 @@ SUPERCATEGORY: Final[dict[str, str]] = {
     "agc": "abnormal",
 }
 
+# Abnormal classes: the ones a slide label plants (SLIDE_LABELS) and ``make_slide(abnormal=...)`` may set.
+ABNORMAL_CLASSES: Final[tuple[str, ...]] = tuple(c for c in CLASSES if SUPERCATEGORY[c] == "abnormal")
+
+# Squamous cells, normal and abnormal: what Bethesda's adequacy counts ("at least 5,000 well-visualised
+# squamous cells" for liquid-based preparations). The same classes as cytolt.bethesda.SQUAMOUS (a test checks).
+SQUAMOUS_CLASSES: Final[tuple[str, ...]] = (
+    "intermediate",
+    "superficial",
+    "parabasal",
+    "ascus",
+    "lsil",
+    "hsil",
+    "scc",
+)
+
 # Slide-level Bethesda category -> {abnormal class: (min, max) instances per slide}, drawn uniformly per slide.
 # Counts are per slide whatever its size, so that a small test slide of a category still shows that category.
 # Organisms are not part of the category (a NILM slide may report Candida); see ORGANISM_RATES.

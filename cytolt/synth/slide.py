@@ -12,7 +12,16 @@ smallest is at most 1024 px on its long side:
   pyramid, OpenSlide only its first level.
 
 Ground truth goes to ``<slide path>.cells.json`` (e.g. ``slide.svs.cells.json``): every cell's level-0 box
-[x0, y0, x1, y1] (x1, y1 exclusive; the box of its instance mask), class name, the slide label, size and mpp.
+[x0, y0, x1, y1] (x1, y1 exclusive; the box of its instance mask), class name, the slide label, size and mpp;
+and what the adequacy and focus checks of a screening product are tested against: the cellularity
+(``density``), the squamous cell count, the cellular area, and the out-of-focus regions with the cellular
+area and squamous cells inside them (see :func:`make_slide`, docs/synth.md).
+
+Glossary
+    region      (x0, y0, x1, y1) int level-0 px, x1/y1 exclusive.
+    blurred     a cell whose box centre lies in a blurred region.
+    cellular area  the union of the annotated cells' instance masks (clutter not included), measured on the
+                level-0 points (4 i + 2, 4 j + 2): each covered point counts 16 px^2.
 
 Speed: cells are laid out for the whole slide first, then level 0 is rendered in 1024 px blocks, each drawing
 only the cells that touch it, on a thread pool that also JPEG-encodes the block's tiles and area-downsamples
@@ -23,9 +32,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +48,17 @@ from tqdm import tqdm
 from cytolt import __version__
 from cytolt.category_stats import instances_per_class
 from cytolt.synth import cells
-from cytolt.synth.classes import CLASSES, NORMAL_DENSITY_PER_MM2, ORGANISM_RATES, SLIDE_LABELS, check_label
+from cytolt.synth.classes import (
+    ABNORMAL_CLASSES,
+    CLASSES,
+    NORMAL_DENSITY_PER_MM2,
+    ORGANISM_RATES,
+    SLIDE_LABELS,
+    SQUAMOUS_CLASSES,
+    check_label,
+)
 from cytolt.synth.render import (
+    Defocus,
     Illumination,
     Stain,
     SynthObject,
@@ -59,21 +78,48 @@ MAX_MARGIN = 64
 # Stop adding levels once the long side is at most this (OpenSlide and viewers want a small top level).
 SMALLEST_LEVEL = 1024
 THUMBNAIL = 768
+# Out-of-focus blur (Gaussian sigma, microns) of blurred regions. A 40x/0.75 NA objective has a depth of field
+# of about 1 um (Inoue & Spring, *Video Microscopy*, 2nd ed., 1997): a ThinPrep layer 10-20 um off the focal
+# plane spreads a point over a disc several microns wide. At sigma 3 um (12 px at 0.25 um/px) chromatin grain
+# (0.35 um) and clumps (1 um) vanish, nuclear edges spread over ~6 um and a 7-um nucleus is a faint blob: the
+# kind of field a focus check must reject, while cells stay visible as cells.
+BLUR_SIGMA_UM = 3.0
+# Spacing (level-0 px) of the points on which the cellular area is measured.
+AREA_STEP = 4
+# Cellularity (density) accepted by make_slide: 0 (blank glass) up to 5 x the normal density.
+MAX_DENSITY = 5.0
+# Most cells of one class make_slide(abnormal=...) plants (a guard against typos such as 30000 for 3).
+MAX_ABNORMAL = 10_000
+
+
+Region = tuple[int, int, int, int]
+
+# make_slide(blur=...) names -> the region(s) they blur, from the slide's (width, height).
+BLUR_PRESETS: dict[str, Callable[[int, int], tuple[Region, ...]]] = {
+    "half": lambda w, h: ((w // 2, 0, w, h),),  # the right half
+    "all": lambda w, h: ((0, 0, w, h),),
+}
 
 
 @dataclass(frozen=True)
 class SlideCell:
-    """One ground-truth cell: ``box`` (x0, y0, x1, y1) level-0 px, x1/y1 exclusive; ``label`` a class name."""
+    """One ground-truth cell: ``box`` (x0, y0, x1, y1) level-0 px, x1/y1 exclusive; ``label`` a class name;
+    ``blurred`` whether the box centre lies in a blurred region."""
 
     box: tuple[int, int, int, int]
     label: str
+    blurred: bool = False
 
 
 @dataclass(frozen=True)
 class SlideTruth:
     """What :func:`make_slide` wrote: the slide file, its ground-truth file and what they contain.
 
-    size: (width, height) level-0 px; mpp: microns per pixel at level 0; level_sizes: (width, height) per level.
+    size: (width, height) level-0 px; mpp: microns per pixel at level 0; level_sizes: (width, height) per level;
+    density: the cellularity multiplier; abnormal: the exact abnormal counts asked for (None: drawn from the
+    label); blur_regions: blurred regions (level-0, x1/y1 exclusive), () when none; blur_sigma_um: their extra
+    Gaussian blur (None when none); cellular_area_px2 and blurred_cellular_area_px2: the cellular area of the
+    slide and its part inside blur_regions, level-0 px^2.
     """
 
     path: Path
@@ -84,11 +130,32 @@ class SlideTruth:
     mpp: float
     level_sizes: tuple[tuple[int, int], ...]
     cells: tuple[SlideCell, ...]
+    density: float = 1.0
+    abnormal: dict[str, int] | None = None
+    blur_regions: tuple[Region, ...] = ()
+    blur_sigma_um: float | None = None
+    cellular_area_px2: int = 0
+    blurred_cellular_area_px2: int = 0
 
     def counts(self) -> dict[str, int]:
         """Number of cells per class, for every class in :data:`~cytolt.synth.CLASSES`."""
         labels = [CLASSES.index(c.label) for c in self.cells]
         return dict(zip(CLASSES, instances_per_class(labels, len(CLASSES)).tolist(), strict=True))
+
+    @property
+    def squamous_cells(self) -> int:
+        """Number of squamous cells (:data:`~cytolt.synth.classes.SQUAMOUS_CLASSES`), blurred or not."""
+        return sum(c.label in SQUAMOUS_CLASSES for c in self.cells)
+
+    @property
+    def squamous_cells_blurred(self) -> int:
+        """Number of squamous cells in blurred regions."""
+        return sum(c.label in SQUAMOUS_CLASSES and c.blurred for c in self.cells)
+
+    @property
+    def blurred_cellular_fraction(self) -> float:
+        """Share of the cellular area inside blurred regions (0.0 on a slide without cells)."""
+        return self.blurred_cellular_area_px2 / self.cellular_area_px2 if self.cellular_area_px2 else 0.0
 
 
 def cells_path_for(slide_path: str | Path) -> Path:
@@ -113,16 +180,33 @@ class _Layout:
     stain: Stain
     illumination: Illumination
     textures: Textures
+    margin: int  # the widest margin a block is drawn with (level-0 px)
 
 
-def _layout(width: int, height: int, *, mpp: float, seed: int, label: str) -> _Layout:
+def _layout(
+    width: int,
+    height: int,
+    *,
+    mpp: float,
+    seed: int,
+    label: str,
+    density: float = 1.0,
+    abnormal: dict[str, int] | None = None,
+    defocus: Defocus | None = None,
+) -> _Layout:
     """Place every object of the slide: a round thin-layer spot with patchy density, normal cells at
-    :data:`NORMAL_DENSITY_PER_MM2`, the abnormal cells of ``label`` and maybe organisms, then clutter."""
+    ``density`` x :data:`NORMAL_DENSITY_PER_MM2`, the abnormal cells of ``label`` (or exactly ``abnormal``) and
+    maybe organisms (thinned when ``density`` < 1), then clutter (scaled by ``density``).
+
+    With the defaults the random draws are those of the generator before ``density`` and ``abnormal`` existed,
+    so old arguments give the old slides byte for byte. ``defocus`` only widens the margin blocks are drawn
+    with (and so the textures' padding), not what is drawn."""
     rng = np.random.default_rng([seed, 0x51DE])
     stain = Stain.sample(rng)
     illumination = Illumination.sample(rng, period_px=rng.uniform(1500.0, 3000.0) / mpp)
+    margin = max(MAX_MARGIN, defocus.reach(stain.blur_um / mpp)) if defocus is not None else MAX_MARGIN
     textures = Textures(
-        np.random.default_rng([seed, 0x7E4]), mpp=mpp, period=1024, max_window=BLOCK + 2 * MAX_MARGIN
+        np.random.default_rng([seed, 0x7E4]), mpp=mpp, period=1024, max_window=BLOCK + 2 * margin
     )
     cx = width / 2.0 * rng.uniform(0.97, 1.03)
     cy = height / 2.0 * rng.uniform(0.97, 1.03)
@@ -131,7 +215,7 @@ def _layout(width: int, height: int, *, mpp: float, seed: int, label: str) -> _L
     grid = cv2.GaussianBlur(rng.uniform(0.0, 1.0, (8, 8)).astype(np.float32), (0, 0), 1.0)
     grid = (grid - grid.min()) / max(float(np.ptp(grid)), 1e-6)
 
-    def density(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def spot_density(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         u = np.clip((x - (cx - radius)) / (2 * radius) * 7, 0, 7)
         v = np.clip((y - (cy - radius)) / (2 * radius) * 7, 0, 7)
         iu, iv = np.minimum(u.astype(int), 6), np.minimum(v.astype(int), 6)
@@ -154,20 +238,22 @@ def _layout(width: int, height: int, *, mpp: float, seed: int, label: str) -> _L
             k = max(2 * (n - len(out)), 16)
             x = rng.uniform(cx - radius, cx + radius, k)
             y = rng.uniform(cy - radius, cy + radius, k)
-            keep = rng.uniform(0.0, 1.0, k) < density(x, y)
+            keep = rng.uniform(0.0, 1.0, k) < spot_density(x, y)
             out = np.vstack([out, np.stack([x[keep], y[keep]], axis=1)])
         return out[:n]
 
     spot_mm2 = math.pi * (radius * mpp / 1000.0) ** 2
     # Mean of the density field over the spot, to turn per-mm^2 rates into counts.
     probe = _uniform_in_disk(rng, cx, cy, radius, 4000)
-    fill = float(density(probe[:, 0], probe[:, 1]).mean())
+    fill = float(spot_density(probe[:, 0], probe[:, 1]).mean())
 
     names: list[str] = []
     for name, per_mm2 in NORMAL_DENSITY_PER_MM2.items():
-        names += [name] * int(rng.poisson(per_mm2 * spot_mm2 * fill))
+        names += [name] * int(rng.poisson(per_mm2 * spot_mm2 * fill * density))
     positions = list(sample_positions(len(names)))
-    for name, (lo, hi) in SLIDE_LABELS[label].items():
+    # An exact count is the range (n, n): the draw is kept, so the rest of the slide stays the label's.
+    spans = SLIDE_LABELS[label] if abnormal is None else {name: (n, n) for name, n in abnormal.items()}
+    for name, (lo, hi) in spans.items():
         n = int(rng.integers(lo, hi + 1))
         pts = sample_positions(n)
         for i in range(1, n):
@@ -181,6 +267,8 @@ def _layout(width: int, height: int, *, mpp: float, seed: int, label: str) -> _L
     for name, (p, (lo, hi)) in ORGANISM_RATES.items():
         if rng.random() < p:
             n = int(rng.integers(lo, hi + 1))
+            if density < 1.0:
+                n = int(rng.binomial(n, density))
             names += [name] * n
             positions += list(sample_positions(n))
     objects = [
@@ -192,10 +280,12 @@ def _layout(width: int, height: int, *, mpp: float, seed: int, label: str) -> _L
     box = (cx - radius, cy - radius, cx + radius, cy + radius)
     clutter = [
         o
-        for o in cells.build_clutter(rng, (2 * radius * mpp / 1000.0) ** 2, box, mpp=mpp, stain=stain)
+        for o in cells.build_clutter(
+            rng, (2 * radius * mpp / 1000.0) ** 2 * density, box, mpp=mpp, stain=stain
+        )
         if math.hypot(o.center[0] - cx, o.center[1] - cy) < radius
     ]
-    return _Layout(objects + clutter, len(objects), stain, illumination, textures)
+    return _Layout(objects + clutter, len(objects), stain, illumination, textures, margin)
 
 
 def _uniform_in_disk(rng: np.random.Generator, cx: float, cy: float, radius: float, n: int) -> np.ndarray:
@@ -205,9 +295,15 @@ def _uniform_in_disk(rng: np.random.Generator, cx: float, cy: float, radius: flo
     return np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], axis=1)
 
 
-def _cell_boxes(objects: Sequence[SynthObject], width: int, height: int) -> list[SlideCell]:
-    """Level-0 boxes of the annotated objects from their instance masks, clipped to the slide."""
+def _cell_boxes(
+    objects: Sequence[SynthObject], width: int, height: int
+) -> tuple[list[SlideCell], np.ndarray]:
+    """Level-0 boxes of the annotated objects from their instance masks, clipped to the slide, and the
+    cellular area: (ceil(height / 4), ceil(width / 4)) bool, True where the point (4 i + 2, 4 j + 2) lies in
+    some cell's mask."""
     out = []
+    step, phase = AREA_STEP, AREA_STEP // 2
+    covered = np.zeros((-(-height // step), -(-width // step)), bool)
     for obj in objects:
         x0 = max(int(math.floor(obj.bbox[0])), 0)
         y0 = max(int(math.floor(obj.bbox[1])), 0)
@@ -215,23 +311,49 @@ def _cell_boxes(objects: Sequence[SynthObject], width: int, height: int) -> list
         y1 = min(int(math.ceil(obj.bbox[3])) + 1, height)
         if x1 <= x0 or y1 <= y0:
             continue
-        box = mask_box(object_mask(obj, x0=x0, y0=y0, width=x1 - x0, height=y1 - y0))
+        mask = object_mask(obj, x0=x0, y0=y0, width=x1 - x0, height=y1 - y0)
+        box = mask_box(mask)
         if box is None:
             continue
         assert obj.label is not None
         out.append(SlideCell((box[0] + x0, box[1] + y0, box[2] + x0, box[3] + y0), obj.label))
-    return out
+        # The mask's pixels on the area grid: first sample column/row at or after x0/y0.
+        sx, sy = (phase - x0) % step, (phase - y0) % step
+        points = mask[sy::step, sx::step]
+        gx, gy = (x0 + sx) // step, (y0 + sy) // step
+        covered[gy : gy + points.shape[0], gx : gx + points.shape[1]] |= points
+    return out, covered
 
 
-def _buckets(objects: Sequence[SynthObject], nx: int, ny: int) -> list[list[SynthObject]]:
-    """Objects per rendering block (row-major), by bbox plus the largest blur margin."""
+def _on_grid(regions: Sequence[Region], shape: tuple[int, int]) -> np.ndarray:
+    """(rows, cols) bool: True where the area grid's point (4 i + 2, 4 j + 2) lies in one of ``regions``."""
+    step, phase = AREA_STEP, AREA_STEP // 2
+    inside = np.zeros(shape, bool)
+    for x0, y0, x1, y1 in regions:
+        # Points p = step * i + phase with x0 <= p < x1.
+        i0, i1 = -(-(x0 - phase) // step), -(-(x1 - phase) // step)
+        j0, j1 = -(-(y0 - phase) // step), -(-(y1 - phase) // step)
+        inside[max(j0, 0) : j1, max(i0, 0) : i1] = True
+    return inside
+
+
+def _in_regions(box: Region, regions: Sequence[Region]) -> bool:
+    """Whether the centre of ``box`` lies in one of ``regions``."""
+    cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+    return any(x0 <= cx < x1 and y0 <= cy < y1 for x0, y0, x1, y1 in regions)
+
+
+def _buckets(
+    objects: Sequence[SynthObject], nx: int, ny: int, margin: int = MAX_MARGIN
+) -> list[list[SynthObject]]:
+    """Objects per rendering block (row-major), by bbox plus ``margin`` (the largest a block is drawn with)."""
     out: list[list[SynthObject]] = [[] for _ in range(nx * ny)]
     for obj in objects:
         x0, y0, x1, y1 = obj.bbox
-        bx0 = max(int((x0 - MAX_MARGIN) // BLOCK), 0)
-        by0 = max(int((y0 - MAX_MARGIN) // BLOCK), 0)
-        bx1 = min(int((x1 + MAX_MARGIN) // BLOCK), nx - 1)
-        by1 = min(int((y1 + MAX_MARGIN) // BLOCK), ny - 1)
+        bx0 = max(int((x0 - margin) // BLOCK), 0)
+        by0 = max(int((y0 - margin) // BLOCK), 0)
+        bx1 = min(int((x1 + margin) // BLOCK), nx - 1)
+        by1 = min(int((y1 + margin) // BLOCK), ny - 1)
         for by in range(by0, by1 + 1):
             for bx in range(bx0, bx1 + 1):
                 out[by * nx + bx].append(obj)
@@ -293,6 +415,10 @@ def make_slide(
     quality: int = 90,
     workers: int = 2,
     progress: bool = False,
+    blur: str | Sequence[Sequence[int]] | None = None,
+    blur_sigma_um: float = BLUR_SIGMA_UM,
+    density: float = 1.0,
+    abnormal: Mapping[str, int] | None = None,
 ) -> SlideTruth:
     """Write a synthetic pyramidal slide of ``size`` = (width, height) level-0 px and its ground truth.
 
@@ -300,6 +426,17 @@ def make_slide(
     ``label`` a Bethesda category from :data:`~cytolt.synth.SLIDE_LABELS` fixing which abnormal cells appear
     and how many; ``tile`` the TIFF tile side (a multiple of 16 that divides 1024: 256 or 512 are usual);
     ``quality`` JPEG quality; ``workers`` threads rendering and encoding. Returns a :class:`SlideTruth`.
+
+    Specimen quality, for testing adequacy and focus checks (the defaults change nothing):
+
+    - ``blur``: regions rendered out of focus, at every level: ``"half"`` (the right half, x >= width // 2),
+      ``"all"``, or (x0, y0, x1, y1) level-0 rectangles inside the slide (x1/y1 exclusive). They get a further
+      Gaussian blur of ``blur_sigma_um`` microns (default :data:`BLUR_SIGMA_UM`) on top of the usual focus blur.
+    - ``density``: cellularity, a multiplier (0-5) of the normal cells, clutter and, below 1, organisms; 0 is
+      blank glass (stain and illumination kept). Abnormal cells come from ``label`` / ``abnormal`` whatever it is.
+    - ``abnormal``: exact abnormal cell counts, e.g. ``{"hsil": 2}``, instead of the label's drawn ones; the
+      classes it leaves out get none (so ``label="HSIL", abnormal={"hsil": 2}`` has two abnormal cells). The
+      label is recorded as given.
     """
     if format not in SLIDE_FORMATS:
         raise ValueError(f"format must be one of {', '.join(SLIDE_FORMATS)}; got {format!r}")
@@ -315,11 +452,21 @@ def make_slide(
         raise ValueError(f"mpp must be between 0.05 and 10 microns per pixel; got {mpp}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1; got {workers}")
+    if not 0.0 <= density <= MAX_DENSITY:
+        raise ValueError(
+            f"density must be between 0 and {MAX_DENSITY:g} (1 = normal cellularity); got {density}"
+        )
+    regions = _blur_regions(blur, width, height)
+    defocus = _defocus_for(regions, blur_sigma_um, mpp)
+    wanted = _abnormal_counts(abnormal)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
 
-    layout = _layout(width, height, mpp=mpp, seed=seed, label=label)
-    truth_cells = _cell_boxes(layout.objects[: layout.n_cells], width, height)
+    layout = _layout(
+        width, height, mpp=mpp, seed=seed, label=label, density=density, abnormal=wanted, defocus=defocus
+    )
+    truth_cells, covered = _cell_boxes(layout.objects[: layout.n_cells], width, height)
+    truth_cells = [replace(c, blurred=True) if _in_regions(c.box, regions) else c for c in truth_cells]
     sizes = level_sizes(width, height)
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # our own pool parallelises; OpenCV's threads would oversubscribe the cores
@@ -334,10 +481,12 @@ def make_slide(
             quality=quality,
             workers=workers,
             progress=progress,
+            defocus=defocus,
         )
     finally:
         cv2.setNumThreads(threads)
 
+    step2 = AREA_STEP * AREA_STEP
     truth = SlideTruth(
         path=out_path,
         cells_path=cells_path_for(out_path),
@@ -347,9 +496,71 @@ def make_slide(
         mpp=float(mpp),
         level_sizes=tuple(sizes),
         cells=tuple(truth_cells),
+        density=float(density),
+        abnormal=wanted,
+        blur_regions=regions,
+        blur_sigma_um=float(blur_sigma_um) if regions else None,
+        cellular_area_px2=int(covered.sum()) * step2,
+        blurred_cellular_area_px2=int((covered & _on_grid(regions, covered.shape)).sum()) * step2,
     )
     _write_cells_json(truth, seed=seed)
     return truth
+
+
+def _blur_regions(blur: str | Sequence[Sequence[int]] | None, width: int, height: int) -> tuple[Region, ...]:
+    """The level-0 regions ``make_slide(blur=...)`` names, checked to lie inside the slide."""
+    if blur is None:
+        return ()
+    if isinstance(blur, str):
+        if blur not in BLUR_PRESETS:
+            raise ValueError(
+                f"blur must be one of {', '.join(map(repr, BLUR_PRESETS))} or a sequence of "
+                f"(x0, y0, x1, y1) level-0 rectangles; got {blur!r}"
+            )
+        return BLUR_PRESETS[blur](width, height)
+    regions = []
+    for region in blur:
+        try:
+            x0, y0, x1, y1 = (int(v) for v in region)
+        except (TypeError, ValueError):
+            raise ValueError(f"each blur region must be (x0, y0, x1, y1) integers; got {region!r}") from None
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise ValueError(
+                f"blur region must satisfy 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height} (level-0 px, "
+                f"x1/y1 exclusive); got {region!r}"
+            )
+        regions.append((x0, y0, x1, y1))
+    return tuple(regions)
+
+
+def _defocus_for(regions: tuple[Region, ...], sigma_um: float, mpp: float) -> Defocus | None:
+    """The renderer's :class:`Defocus` for ``regions``; None when there are none."""
+    sigma_px = sigma_um / mpp
+    if not (sigma_um > 0 and sigma_px <= 128):
+        raise ValueError(
+            f"blur_sigma_um must be > 0 and at most 128 px ({128 * mpp:g} um here); got {sigma_um}"
+        )
+    return Defocus(sigma_px, regions) if regions else None
+
+
+def _abnormal_counts(abnormal: Mapping[str, int] | None) -> dict[str, int] | None:
+    """``abnormal`` checked and ordered as :data:`~cytolt.synth.CLASSES` (so the slide does not depend on the
+    mapping's order); None stays None."""
+    if abnormal is None:
+        return None
+    unknown = sorted(set(abnormal) - set(ABNORMAL_CLASSES))
+    if unknown:
+        raise ValueError(
+            f"abnormal classes must be among {', '.join(ABNORMAL_CLASSES)}; got {', '.join(unknown)}"
+        )
+    out = {}
+    for name in ABNORMAL_CLASSES:
+        if name in abnormal:
+            n = abnormal[name]
+            if isinstance(n, bool) or not isinstance(n, Integral) or not 0 <= n <= MAX_ABNORMAL:
+                raise ValueError(f"abnormal count of {name} must be an integer 0-{MAX_ABNORMAL}; got {n!r}")
+            out[name] = int(n)
+    return out
 
 
 def _write_cells_json(truth: SlideTruth, *, seed: int) -> None:
@@ -365,9 +576,26 @@ def _write_cells_json(truth: SlideTruth, *, seed: int) -> None:
         "levels": [list(s) for s in truth.level_sizes],
         "classes": list(CLASSES),
         "counts": truth.counts(),
-        "cells": [{"box": list(c.box), "class": c.label} for c in truth.cells],
+        "density": truth.density,
+        "abnormal": truth.abnormal,
+        "squamous_cells": truth.squamous_cells,
+        "cellular_area_px2": truth.cellular_area_px2,
+        "blur_sigma_um": truth.blur_sigma_um,
+        "blur_regions": [list(r) for r in truth.blur_regions],
+        "blurred_cellular_area_px2": truth.blurred_cellular_area_px2,
+        "blurred_cellular_fraction": round(truth.blurred_cellular_fraction, 6),
+        "squamous_cells_blurred": truth.squamous_cells_blurred,
+        "cells": [_cell_json(c) for c in truth.cells],
     }
     truth.cells_path.write_text(json.dumps(data, separators=(",", ":")) + "\n")
+
+
+def _cell_json(cell: SlideCell) -> dict[str, Any]:
+    """A cell's ground-truth record; ``"blurred": true`` only on blurred cells (old files stay as they were)."""
+    record: dict[str, Any] = {"box": list(cell.box), "class": cell.label}
+    if cell.blurred:
+        record["blurred"] = True
+    return record
 
 
 def _write_tiff(
@@ -381,10 +609,11 @@ def _write_tiff(
     quality: int,
     workers: int,
     progress: bool,
+    defocus: Defocus | None = None,
 ) -> None:
     width, height = sizes[0]
     nx, ny = math.ceil(width / BLOCK), math.ceil(height / BLOCK)
-    buckets = _buckets(layout.objects, nx, ny)
+    buckets = _buckets(layout.objects, nx, ny, layout.margin)
     per_block = BLOCK // tile
     # Level 0 halved, padded to whole blocks: the source of level 1 (and of the thumbnail).
     half_image = np.empty((ny * BLOCK // 2, nx * BLOCK // 2, 3), np.uint8)
@@ -403,6 +632,7 @@ def _write_tiff(
             textures=layout.textures,
             illumination=layout.illumination,
             margin=MARGIN,
+            defocus=defocus,
         )
         half = BLOCK // 2
         half_image[by * half : (by + 1) * half, bx * half : (bx + 1) * half] = cv2.resize(

@@ -9,12 +9,14 @@ import pytest
 
 from cytolt.synth import cells
 from cytolt.synth.classes import (
+    ABNORMAL_CLASSES,
     CLASS_COLORS,
     CLASS_DEFINITIONS,
     CLASSES,
     NORMAL_DENSITY_PER_MM2,
     ORGANISM_RATES,
     SLIDE_LABELS,
+    SQUAMOUS_CLASSES,
     SUPERCATEGORY,
     check_label,
 )
@@ -68,3 +70,15 @@ def test_import_pulls_in_no_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_squamous_and_abnormal_classes():
+    assert set(SQUAMOUS_CLASSES) <= set(CLASSES) and set(ABNORMAL_CLASSES) <= set(CLASSES)
+    assert set(ABNORMAL_CLASSES) == {n for spans in SLIDE_LABELS.values() for n in spans}
+    assert "agc" in ABNORMAL_CLASSES and "agc" not in SQUAMOUS_CLASSES  # glandular
+    assert not set(SQUAMOUS_CLASSES) & set(ORGANISM_RATES)
+
+
+def test_squamous_classes_agree_with_the_bethesda_vocabulary():
+    bethesda = pytest.importorskip("cytolt.bethesda")
+    assert set(SQUAMOUS_CLASSES) == {c for c in CLASSES if bethesda.class_key(c) in bethesda.SQUAMOUS}
