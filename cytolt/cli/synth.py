@@ -7,9 +7,13 @@ from pathlib import Path
 import click
 
 # Kept here (not imported from cytolt.synth) so that `cytolt synth --help` imports nothing heavy; a test
-# checks they equal cytolt.synth.SLIDE_FORMATS and SLIDE_LABELS.
+# checks they equal cytolt.synth.SLIDE_FORMATS, SLIDE_LABELS, slide.BLUR_PRESETS, classes.ABNORMAL_CLASSES
+# and slide.BLUR_SIGMA_UM.
 SLIDE_FORMAT_CHOICES = ("tiff", "aperio", "ome")
 SLIDE_LABEL_CHOICES = ("NILM", "ASC-US", "LSIL", "ASC-H", "HSIL", "SCC", "AGC")
+BLUR_CHOICES = ("half", "all")
+ABNORMAL_CLASS_CHOICES = ("ascus", "lsil", "hsil", "scc", "agc")
+DEFAULT_BLUR_SIGMA_UM = 3.0
 
 
 def _parse_split(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
@@ -24,6 +28,27 @@ def _parse_split(ctx: click.Context, param: click.Parameter, value: str | None) 
     if len(parts) != 3:
         raise click.BadParameter(f"expected three fractions (train,val,test); got {len(parts)} in {value!r}")
     return parts
+
+
+def _parse_abnormal(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> dict[str, int] | None:
+    """``("hsil=3", "ascus=1")`` -> ``{"hsil": 3, "ascus": 1}``; None when the option is not given."""
+    if not value:
+        return None
+    out: dict[str, int] = {}
+    for item in value:
+        name, sep, count = item.partition("=")
+        name = name.strip().lower()
+        if not sep or name not in ABNORMAL_CLASS_CHOICES or not count.strip().isdigit():
+            raise click.BadParameter(
+                f"expected CLASS=N with CLASS one of {', '.join(ABNORMAL_CLASS_CHOICES)} and N >= 0, "
+                f"e.g. hsil=3; got {item!r}"
+            )
+        if name in out:
+            raise click.BadParameter(f"{name} is given twice")
+        out[name] = int(count)
+    return out
 
 
 @click.group("synth")
@@ -137,8 +162,40 @@ def patches(
 )
 @click.option("--quality", type=click.IntRange(50, 100), default=90, show_default=True, help="JPEG quality.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Threads.")
+@click.option(
+    "--blur",
+    type=click.Choice(BLUR_CHOICES),
+    help="Render part of the slide out of focus, at every level: half = the right half, all = the whole slide. "
+    "The ground truth records the blurred region and marks the cells in it.",
+)
+@click.option(
+    "--blur-sigma",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=DEFAULT_BLUR_SIGMA_UM,
+    show_default=True,
+    metavar="UM",
+    help="Gaussian sigma (microns) of the --blur defocus, on top of the normal focus.",
+)
+@click.option(
+    "--density",
+    type=click.FloatRange(0.0, 5.0),
+    default=1.0,
+    show_default=True,
+    help="Cellularity: a multiplier of the normal cells, organisms and debris. 0 = blank glass (a failed or "
+    "empty preparation), 0.01-0.05 = nearly cell-free. Abnormal cells still come from --label / --abnormal.",
+)
+@click.option(
+    "--abnormal",
+    multiple=True,
+    callback=_parse_abnormal,
+    metavar="CLASS=N",
+    help=f"Exactly N abnormal cells of CLASS ({', '.join(ABNORMAL_CLASS_CHOICES)}) instead of the counts the label "
+    "draws; classes not given get none. Repeatable: --abnormal hsil=2 --abnormal ascus=1.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
 def slide(
+    ctx: click.Context,
     out: Path,
     size: tuple[int, int],
     mpp: float,
@@ -148,11 +205,24 @@ def slide(
     tile: str,
     quality: int,
     workers: int,
+    blur: str | None,
+    blur_sigma: float,
+    density: float,
+    abnormal: dict[str, int] | None,
     quiet: bool,
 ) -> None:
-    """Write a pyramidal slide to OUT and its ground truth to OUT.cells.json."""
+    """Write a pyramidal slide to OUT and its ground truth to OUT.cells.json.
+
+    \b
+    Specimen quality, to test adequacy and focus checks:
+      cytolt synth slide blurred.tiff --size 8192 8192 --blur half
+      cytolt synth slide blank.tiff --size 8192 8192 --density 0
+      cytolt synth slide few.tiff --size 8192 8192 --label HSIL --abnormal hsil=2
+    """
     from cytolt.synth import make_slide
 
+    if blur is None and ctx.get_parameter_source("blur_sigma") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--blur-sigma sets the blur of --blur; give --blur half or --blur all too")
     try:
         truth = make_slide(
             out,
@@ -165,6 +235,10 @@ def slide(
             quality=quality,
             workers=workers,
             progress=not quiet,
+            blur=blur,
+            blur_sigma_um=blur_sigma,
+            density=density,
+            abnormal=abnormal,
         )
     except ValueError as err:
         raise click.UsageError(str(err)) from err
@@ -173,3 +247,10 @@ def slide(
     click.echo(f"ground truth: {truth.cells_path} ({len(truth.cells)} cells, label {truth.label})")
     counts = ", ".join(f"{k} {v}" for k, v in truth.counts().items() if v)
     click.echo(f"cells: {counts}")
+    click.echo(f"squamous cells: {truth.squamous_cells} (density {truth.density:g})")
+    if truth.blur_regions:
+        click.echo(
+            f"blurred: {len(truth.blur_regions)} region(s), sigma {truth.blur_sigma_um:g} um, "
+            f"{truth.blurred_cellular_fraction:.1%} of the cellular area, "
+            f"{truth.squamous_cells_blurred} squamous cells"
+        )
