@@ -206,7 +206,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"level-0 side of each slide in px at {MPP} um/px (default {DEFAULT_SIZE}; {LARGE_SIZE} with --large)",
     )
     p.add_argument(
-        "--large", action="store_true", help=f"full-size slides ({LARGE_SIZE} px): a GPU-sized run"
+        "--large",
+        action="store_true",
+        help=f"full-size slides ({LARGE_SIZE} px, {(LARGE_SIZE / DEFAULT_SIZE) ** 2:.0f} times the default's pixels): a GPU-sized run",
     )
     p.add_argument("--device", default=None, help="torch device for the model (default: CUDA when available)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (printed with the results)")
@@ -462,6 +464,7 @@ def records(slides: Sequence[CohortSlide], summary: Any) -> list[dict[str, Any]]
                     "seed": s.seed,
                     "truth": s.kind.truth,
                     "label": s.kind.label,
+                    "few_cells": s.kind.few is not None,
                     "planted_abnormal": planted_abnormal(s.path),
                     **called(report),
                     "review_items": len(items),
@@ -507,7 +510,7 @@ def figures(recs: Sequence[dict[str, Any]], *, n_boot: int) -> dict[str, Any]:
     out["confusion"] = confusion([r["truth"] for r in recs], counted, names)
 
     abnormal = [r for r in recs if r["truth"] != UNSATISFACTORY and r["planted_abnormal"]]
-    few = [r for r in abnormal if "1-5 cells" in r["kind"]]
+    few = [r for r in abnormal if r["few_cells"]]
     out["gallery"] = {
         subset: {
             str(k): gallery_hit_rate(
