@@ -331,7 +331,9 @@ def gallery_hit_rate(
     }
 
 
-def triage_fraction(scores: Sequence[float] | np.ndarray, is_hsil_plus: Sequence[bool] | np.ndarray) -> dict:
+def triage_fraction(
+    scores: Sequence[float] | np.ndarray, is_hsil_plus: Sequence[bool] | np.ndarray
+) -> dict[str, Any]:
     """The largest fraction of slides that could be set aside as negative without missing an HSIL+ slide.
 
     Slides are ranked by slide score, lowest first, and set aside up to the lowest-scoring HSIL+ slide (the
