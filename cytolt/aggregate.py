@@ -12,19 +12,26 @@ Glossary (N detections of one slide, C classes):
   ``max`` (sigmoid: the scores are not exclusive, so a sum could pass 1).
 - slide score: mean of the ``k`` largest abnormal probabilities, counting missing cells as 0, so one
   suspicious cell scores lower than ten (the top-k pooling of published pipelines, DOMAIN.md).
-- category: the first rule (most severe first) whose classes together have ``counts >= min_count``; else
+- triage call: the first rule (most severe first) whose classes together have ``counts >= min_count``; else
   ``default_category``. Default rules: ``HSIL+`` (HSIL, SCC, AIS, adenocarcinoma among the abnormal classes)
   then ``ASC-US+`` (any abnormal class).
+- interpretation: the most severe Bethesda interpretation the counts support (each abnormal class with a count
+  supports its own: lsil -> LSIL, hsil -> HSIL, ...; :mod:`cytolt.bethesda`); findings: the organism classes
+  with a count (reported beside the interpretation, never making a slide abnormal).
+- adequacy (when the caller passes the slide's :class:`~cytolt.adequacy.SlideQuality`): decided first; an
+  unsatisfactory slide's category is ``Unsatisfactory`` whatever its cells, and its cells, triage call and
+  interpretation are still reported (an unsatisfactory slide with abnormal cells is what a lab must know).
+- category: ``Unsatisfactory`` or the triage call.
 
-Calibration (of ``P``, before everything else): ``"none"``; ``"temperature"`` (Guo et al., "On Calibration
-of Modern Neural Networks", ICML 2017: logits divided by one scalar T, fit on labelled cells with
-:meth:`SlideScorer.fit_temperature`); ``"norcal"`` (Pan et al., NeurIPS 2021, through
-:mod:`cytolt.calibration`: foreground scores divided by ``N_c ** gamma``, training counts ``N_c``).
+Calibration (of ``P``, before everything else; :class:`ScoreCalibration`): ``"none"``; ``"temperature"`` (Guo
+et al., "On Calibration of Modern Neural Networks", ICML 2017: logits divided by one scalar T, fit on labelled
+cells with :meth:`SlideScorer.fit_temperature`); ``"norcal"`` (Pan et al., NeurIPS 2021, through
+:mod:`cytolt.calibration`: foreground scores divided by ``N_c ** gamma``, training instances per class ``N_c``).
 """
 
 from __future__ import annotations
 
-import re
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,16 +39,67 @@ from typing import Any
 import numpy as np
 import torch
 
+from cytolt import bethesda
+from cytolt.adequacy import Adequacy, AdequacyRules, SlideQuality, assess_adequacy
 from cytolt.detect.types import Detections
 
-__all__ = ["CALIBRATIONS", "SCORE_TYPES", "CategoryRule", "SlideScore", "SlideScorer", "default_rules"]
+__all__ = [
+    "CALIBRATIONS",
+    "SCORE_TYPES",
+    "CategoryRule",
+    "ScoreCalibration",
+    "SlideScore",
+    "SlideScorer",
+    "default_rules",
+]
 
 CALIBRATIONS = ("none", "temperature", "norcal")
 SCORE_TYPES = ("sigmoid", "softmax")
 _EPS = 1e-7  # probability clip before logit/log, so 0 and 1 stay finite
-_FORMAT_VERSION = 1
-# Bethesda categories at or above HSIL (DOMAIN.md), matched on lower-case names with punctuation removed.
-_HSIL_PLUS = {"hsil", "scc", "ais", "adenocarcinoma", "carcinoma", "adc"}
+# 2: calibration and adequacy as their own entries; 1 (read too): calibration settings at the top level.
+_FORMAT_VERSION = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoreCalibration:
+    """How the detector's class scores are calibrated before scoring (see the module docstring).
+
+    Attributes:
+        method: one of ``CALIBRATIONS``.
+        score_type: one of ``SCORE_TYPES`` (how the detector's class scores were made).
+        temperature: T for ``method="temperature"`` (set by :meth:`SlideScorer.fit_temperature`).
+        instances_per_class: (C,) training instances per class, for ``method="norcal"``.
+        norcal_gamma: NorCal's gamma >= 0 (tuned on validation data, as in the paper), for ``"norcal"``.
+    """
+
+    method: str = "none"
+    score_type: str = "sigmoid"
+    temperature: float = 1.0
+    instances_per_class: tuple[float, ...] | None = None
+    norcal_gamma: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in CALIBRATIONS:
+            raise ValueError(
+                f"calibration must be one of {', '.join(map(repr, CALIBRATIONS))}; got {self.method!r}"
+            )
+        if self.score_type not in SCORE_TYPES:
+            raise ValueError(
+                f"score_type must be one of {', '.join(map(repr, SCORE_TYPES))}; got {self.score_type!r}"
+            )
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0; got {self.temperature}")
+        if self.instances_per_class is not None:
+            object.__setattr__(self, "instances_per_class", tuple(float(n) for n in self.instances_per_class))
+        if self.method == "norcal" and (self.norcal_gamma is None or self.norcal_gamma < 0):
+            raise ValueError("calibration 'norcal' needs norcal_gamma >= 0 (tune it on validation data)")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["instances_per_class"] = (
+            None if self.instances_per_class is None else list(self.instances_per_class)
+        )
+        return data
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,8 +122,9 @@ class CategoryRule:
 
 
 def default_rules(abnormal_classes: Sequence[str]) -> list[CategoryRule]:
-    """``HSIL+`` (only if some abnormal class is HSIL-like) then ``ASC-US+`` (all abnormal classes)."""
-    hsil = tuple(c for c in abnormal_classes if re.sub(r"[^a-z]", "", c.lower()) in _HSIL_PLUS)
+    """``HSIL+`` (only if some abnormal class is HSIL-like, :data:`cytolt.bethesda.HSIL_PLUS`) then ``ASC-US+``
+    (all abnormal classes)."""
+    hsil = tuple(bethesda.classes_in(abnormal_classes, bethesda.HSIL_PLUS))
     rules = [CategoryRule(name="HSIL+", classes=hsil)] if hsil else []
     return [*rules, CategoryRule(name="ASC-US+", classes=tuple(abnormal_classes))]
 
@@ -76,7 +135,8 @@ class SlideScore:
 
     ``top_indices[c]`` / ``top_scores[c]``: up to k cells labelled ``c``, best first (the class gallery).
     ``evidence_indices`` / ``evidence_scores``: the k cells with the highest abnormal probability (the slide
-    score is their sum / k). ``reason`` says which rule fired, e.g. ``"HSIL+: 3 cells of HSIL, SCC >= 1"``.
+    score is their sum / k). ``reason`` says which rule fired, e.g. ``"HSIL+: 3 cells of HSIL, SCC >= 1"``, or
+    why the slide is unsatisfactory. ``category`` is ``Unsatisfactory`` (``adequacy`` says why) or ``triage``.
     """
 
     category: str
@@ -87,12 +147,25 @@ class SlideScore:
     evidence_indices: list[int]
     evidence_scores: list[float]
     reason: str = ""
+    triage: str = ""
+    interpretation: str = "NILM"
+    findings: list[str] = field(default_factory=list)
+    adequacy: Adequacy | None = None
     labels: list[int] = field(default_factory=list, repr=False)
+
+    @property
+    def satisfactory(self) -> bool:
+        """False only when adequacy was judged and the slide was not adequately examined."""
+        return self.adequacy is None or self.adequacy.satisfactory
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (for report.json); ``labels`` (calibrated label of every cell) is left out."""
         return {
             "category": self.category,
+            "triage": self.triage,
+            "interpretation": self.interpretation,
+            "findings": list(self.findings),
+            "adequacy": None if self.adequacy is None else self.adequacy.to_dict(),
             "slide_score": self.slide_score,
             "counts": dict(self.counts),
             "top_indices": {k: list(v) for k, v in self.top_indices.items()},
@@ -111,13 +184,10 @@ class SlideScorer:
         abnormal_classes: the names that make a slide abnormal (ASC-US and worse, organisms excluded).
         k: evidence cells per class and for the slide score.
         thresholds: per-class confidence thresholds for counts; missing classes use 0.5.
-        calibration: one of ``CALIBRATIONS``.
-        score_type: one of ``SCORE_TYPES`` (how the detector's class scores were made).
-        temperature: T for ``calibration="temperature"`` (set by :meth:`fit_temperature`).
-        class_counts: (C,) training instances per class, for ``calibration="norcal"``.
-        norcal_gamma: NorCal's gamma >= 0 (tuned on validation data, as in the paper), for ``"norcal"``.
+        calibration: how class scores are calibrated first (default: not at all).
         category_rules: ordered rules, most severe first; ``None`` gives :func:`default_rules`.
         default_category: the call when no rule fires.
+        adequacy: when a slide counts as adequately examined (default :class:`~cytolt.adequacy.AdequacyRules`).
     """
 
     def __init__(
@@ -127,13 +197,10 @@ class SlideScorer:
         abnormal_classes: Sequence[str],
         k: int = 10,
         thresholds: Mapping[str, float] | None = None,
-        calibration: str = "none",
-        score_type: str = "sigmoid",
-        temperature: float = 1.0,
-        class_counts: Sequence[float] | None = None,
-        norcal_gamma: float | None = None,
+        calibration: ScoreCalibration | None = None,
         category_rules: Sequence[CategoryRule] | None = None,
         default_category: str = "NILM",
+        adequacy: AdequacyRules | None = None,
     ) -> None:
         self.class_names = [str(c) for c in class_names]
         if len(set(self.class_names)) != len(self.class_names) or not self.class_names:
@@ -145,28 +212,13 @@ class SlideScorer:
         if int(k) < 1:
             raise ValueError(f"k must be >= 1; got {k}")
         self.k = int(k)
-        if calibration not in CALIBRATIONS:
+        self.calibration = calibration or ScoreCalibration()
+        counts = self.calibration.instances_per_class
+        if self.calibration.method == "norcal" and (counts is None or len(counts) != len(self.class_names)):
             raise ValueError(
-                f"calibration must be one of {', '.join(map(repr, CALIBRATIONS))}; got {calibration!r}"
+                f"calibration 'norcal' needs instances_per_class with {len(self.class_names)} values"
             )
-        if score_type not in SCORE_TYPES:
-            raise ValueError(
-                f"score_type must be one of {', '.join(map(repr, SCORE_TYPES))}; got {score_type!r}"
-            )
-        self.calibration = calibration
-        self.score_type = score_type
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0; got {temperature}")
-        self.temperature = float(temperature)
-        self.class_counts = None if class_counts is None else [float(n) for n in class_counts]
-        self.norcal_gamma = None if norcal_gamma is None else float(norcal_gamma)
-        if calibration == "norcal":
-            if self.class_counts is None or len(self.class_counts) != len(self.class_names):
-                raise ValueError(
-                    f"calibration='norcal' needs class_counts with {len(self.class_names)} values"
-                )
-            if self.norcal_gamma is None or self.norcal_gamma < 0:
-                raise ValueError("calibration='norcal' needs norcal_gamma >= 0 (tune it on validation data)")
+        self.adequacy = adequacy or AdequacyRules()
         self.thresholds = dict.fromkeys(self.class_names, 0.5)
         for name, thr in (thresholds or {}).items():
             self._check_names([name], "thresholds")
@@ -175,14 +227,23 @@ class SlideScorer:
             self.thresholds[name] = float(thr)
         rules = default_rules(self.abnormal_classes) if category_rules is None else list(category_rules)
         names = [r.name for r in rules]
-        if len(set(names)) != len(names) or default_category in names:
+        if len(set(names)) != len(names) or default_category in names or bethesda.UNSATISFACTORY in names:
             raise ValueError(
-                f"rule names must be unique and differ from default {default_category!r}; got {names}"
+                f"rule names must be unique and differ from default {default_category!r} and "
+                f"{bethesda.UNSATISFACTORY!r}; got {names}"
             )
         for r in rules:
             self._check_names(r.classes, f"rule {r.name!r}")
         self.category_rules = rules
         self.default_category = default_category
+
+    @property
+    def score_type(self) -> str:
+        return self.calibration.score_type
+
+    @property
+    def temperature(self) -> float:
+        return self.calibration.temperature
 
     def _check_names(self, names: Sequence[str], what: str) -> None:
         unknown = [n for n in names if n not in self.class_names]
@@ -191,7 +252,7 @@ class SlideScorer:
 
     @property
     def categories(self) -> list[str]:
-        """Possible calls, most severe first."""
+        """Possible triage calls, most severe first (``Unsatisfactory`` is not one: it is about adequacy)."""
         return [r.name for r in self.category_rules] + [self.default_category]
 
     # -- probabilities ------------------------------------------------------------------------------------
@@ -216,32 +277,33 @@ class SlideScorer:
         return P
 
     def _calibrate(self, P: np.ndarray, *, temperature: float | None = None) -> np.ndarray:
-        if self.calibration == "none" or len(P) == 0:
+        method = self.calibration.method
+        if method == "none" or len(P) == 0:
             return P
         present = P > 0  # one-hot inputs: absent classes stay exactly 0
         if self.score_type == "sigmoid":
             z = _logit(P)
-            if self.calibration == "temperature":
+            if method == "temperature":
                 out = _sigmoid(z / (temperature or self.temperature))
             else:
                 from cytolt.calibration import norcal_sigmoid
 
-                out = norcal_sigmoid(torch.from_numpy(z), torch.tensor(self.class_counts), self.norcal_gamma)
+                counts = torch.tensor(self.calibration.instances_per_class)
+                out = norcal_sigmoid(torch.from_numpy(z), counts, self.calibration.norcal_gamma)
                 out = out.numpy()
             return np.where(present, out, 0.0)
         # softmax: rebuild the C+1 log-probabilities with the background last (log p is a valid logit vector)
         bg = np.clip(1.0 - P.sum(axis=1, keepdims=True), _EPS, 1.0)
         z = np.log(np.clip(np.concatenate([P, bg], axis=1), _EPS, 1.0))
-        if self.calibration == "temperature":
+        if method == "temperature":
             z = z / (temperature or self.temperature)
             full = np.exp(z - z.max(axis=1, keepdims=True))
             full /= full.sum(axis=1, keepdims=True)
         else:
             from cytolt.calibration import norcal
 
-            full = norcal(
-                torch.from_numpy(z), torch.tensor(self.class_counts, dtype=torch.float64), self.norcal_gamma
-            )
+            counts = torch.tensor(self.calibration.instances_per_class, dtype=torch.float64)
+            full = norcal(torch.from_numpy(z), counts, self.calibration.norcal_gamma)
             full = full.numpy()
         return np.where(present, full[:, :-1], 0.0)
 
@@ -253,8 +315,11 @@ class SlideScorer:
         return sub.max(axis=1) if len(cols) else np.zeros(len(P))
 
     # -- scoring ------------------------------------------------------------------------------------------
-    def score(self, dets: Detections) -> SlideScore:
-        """Score one slide's detections (level-0 boxes are not used: only classes and scores)."""
+    def score(self, dets: Detections, quality: SlideQuality | None = None) -> SlideScore:
+        """Score one slide's cells; with ``quality`` (what the pipeline measured) its adequacy is judged first.
+
+        Boxes are used only for adequacy (which cells lie in focus).
+        """
         P = self.probabilities(dets)
         n = len(P)
         labels = P.argmax(axis=1) if n else np.zeros(0, dtype=np.int64)
@@ -269,7 +334,24 @@ class SlideScorer:
         abn = self._abnormal(P)
         ev = np.argsort(-abn, kind="stable")[: self.k]
         slide_score = float(abn[ev].sum() / self.k)
-        category, reason = self._call(counts)
+        triage, reason = self._call(counts)
+        adequacy = None
+        if quality is not None:
+            is_squamous = np.array([bethesda.class_key(c) in bethesda.SQUAMOUS for c in self.class_names])
+            thresholds = np.array([self.thresholds[c] for c in self.class_names])
+            # a squamous cell counts at the same confidence its class needs to be counted at all
+            squamous = is_squamous[labels] & (conf >= thresholds[labels]) if n else np.zeros(0, bool)
+            adequacy = assess_adequacy(
+                self.adequacy, quality, squamous=squamous, boxes=dets.boxes.double().cpu().numpy()
+            )
+        category = triage
+        if adequacy is not None and not adequacy.satisfactory:
+            category, reason = (
+                bethesda.UNSATISFACTORY,
+                f"{bethesda.UNSATISFACTORY}: " + "; ".join(adequacy.reasons),
+            )
+        supported = [bethesda.interpretation_of_class(c) for c in self.abnormal_classes if counts[c] > 0]
+        findings = [c for c in bethesda.classes_in(self.class_names, bethesda.ORGANISMS) if counts[c] > 0]
         return SlideScore(
             category=category,
             slide_score=slide_score,
@@ -279,6 +361,10 @@ class SlideScorer:
             evidence_indices=ev.tolist(),
             evidence_scores=abn[ev].tolist(),
             reason=reason,
+            triage=triage,
+            interpretation=bethesda.more_severe([i for i in supported if i is not None]),
+            findings=findings,
+            adequacy=adequacy,
             labels=labels.tolist(),
         )
 
@@ -388,9 +474,9 @@ class SlideScorer:
         """
         from scipy.optimize import minimize_scalar
 
-        if self.calibration != "temperature":
+        if self.calibration.method != "temperature":
             raise ValueError(
-                f"fit_temperature needs calibration='temperature'; scorer has {self.calibration!r}"
+                f"fit_temperature needs calibration method 'temperature'; scorer has {self.calibration.method!r}"
             )
         y = np.asarray(is_true_positive, dtype=bool)
         if y.shape != (len(dets),):
@@ -406,37 +492,54 @@ class SlideScorer:
             return float(-(y * np.log(p) + (~y) * np.log1p(-p)).mean())
 
         res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
-        self.temperature = float(np.exp(res.x))
+        self.calibration = dataclasses.replace(self.calibration, temperature=float(np.exp(res.x)))
         return self.temperature
 
     # -- persistence --------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe settings (thresholds and calibration included); :meth:`from_dict` restores them."""
+        """JSON-safe settings (thresholds, calibration, adequacy included); :meth:`from_dict` restores them."""
         return {
             "format_version": _FORMAT_VERSION,
             "class_names": list(self.class_names),
             "abnormal_classes": list(self.abnormal_classes),
             "k": self.k,
             "thresholds": dict(self.thresholds),
-            "calibration": self.calibration,
-            "score_type": self.score_type,
-            "temperature": self.temperature,
-            "class_counts": self.class_counts,
-            "norcal_gamma": self.norcal_gamma,
+            "calibration": self.calibration.to_dict(),
             "category_rules": [r.to_dict() for r in self.category_rules],
             "default_category": self.default_category,
+            "adequacy": dataclasses.asdict(self.adequacy),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SlideScorer:
+        """A scorer from :meth:`to_dict`'s output; format 1 (calibration settings at the top level) is read too."""
         version = data.get("format_version")
-        if version != _FORMAT_VERSION:
+        if version not in (1, _FORMAT_VERSION):
             raise ValueError(
-                f"SlideScorer settings format_version {version!r}; this cytolt reads {_FORMAT_VERSION}"
+                f"SlideScorer settings format_version {version!r}; this cytolt reads 1 and {_FORMAT_VERSION}"
             )
-        kwargs = {k: v for k, v in data.items() if k not in ("format_version", "category_rules")}
-        rules = [CategoryRule(**r) for r in data["category_rules"]]
-        return cls(category_rules=rules, **kwargs)
+        if version == 1:
+            calibration = ScoreCalibration(
+                method=data.get("calibration", "none"),
+                score_type=data.get("score_type", "sigmoid"),
+                temperature=data.get("temperature", 1.0),
+                instances_per_class=data.get("class_counts"),
+                norcal_gamma=data.get("norcal_gamma"),
+            )
+            adequacy = None
+        else:
+            calibration = ScoreCalibration(**data["calibration"])
+            adequacy = AdequacyRules(**data["adequacy"]) if data.get("adequacy") else None
+        return cls(
+            class_names=data["class_names"],
+            abnormal_classes=data["abnormal_classes"],
+            k=data["k"],
+            thresholds=data.get("thresholds"),
+            calibration=calibration,
+            category_rules=[CategoryRule(**r) for r in data["category_rules"]],
+            default_category=data.get("default_category", "NILM"),
+            adequacy=adequacy,
+        )
 
 
 def _nth_confidence(P: np.ndarray, c: int, n: int) -> float:

@@ -1,7 +1,8 @@
 """``cytolt demo``: the main job end to end on built-in synthetic data.
 
 1. a long-tailed synthetic TCT patch set (train/val/test),
-2. synthetic slides of different Bethesda categories, one per slide format,
+2. synthetic slides of different Bethesda categories, one per slide format, and one nearly cell-free slide that
+   must come out "Unsatisfactory",
 3. a small Grad-Libra RetinaNet trained on the CPU in a few minutes (reused on later runs),
 4. its slide scorer fit on a separate set of labelled calibration slides (``model/scorer.json``), since the
    default 0.5 thresholds mean little for a detector trained for a few minutes,
@@ -29,6 +30,9 @@ DEMO_SLIDES: tuple[tuple[str, str, int], ...] = (
     ("HSIL", "tiff", 12),
     ("LSIL", "ome", 13),
 )
+# One more slide, unsatisfactory on purpose: a NILM scan with 2% of the normal cellularity, so a new user sees
+# the tool say "Unsatisfactory" (too few squamous cells) instead of calling an unexamined slide negative.
+SPARSE_SLIDE: tuple[str, str, int, float] = ("NILM", "tiff", 14, 0.02)
 # Labelled slides the slide scorer's thresholds are fit on (cytolt.screen.calibrate); seeds differ from the
 # demo slides', so the demo's calls are made on slides the thresholds never saw.
 CALIBRATION_SLIDES: tuple[tuple[str, int], ...] = (
@@ -55,6 +59,7 @@ class DemoResult:
     run_dir: Path
     calls: dict[str, str]
     labels: dict[str, str]
+    adequacy: dict[str, str]
 
 
 def configs_dir() -> Path:
@@ -98,12 +103,18 @@ def run_demo(
 
     slides = []
     suffix = {"aperio": ".svs", "tiff": ".tiff", "ome": ".ome.tiff"}
-    for label, fmt, seed in DEMO_SLIDES:
-        path = root / "slides" / f"{label.lower()}_{fmt}{suffix[fmt]}"
+    sparse_label, sparse_fmt, sparse_seed, sparse_density = SPARSE_SLIDE
+    wanted = [(label, fmt, seed, 1.0, f"{label.lower()}_{fmt}") for label, fmt, seed in DEMO_SLIDES]
+    wanted.append(
+        (sparse_label, sparse_fmt, sparse_seed, sparse_density, f"sparse_{sparse_label.lower()}_{sparse_fmt}")
+    )
+    for label, fmt, seed, density, name in wanted:
+        path = root / "slides" / f"{name}{suffix[fmt]}"
         if not (path.is_file() and cells_path_for(path).is_file()):
             echo(f"[2/5] synthetic {label} slide ({fmt}, {slide_size} x {slide_size} px) -> {path}")
             path.parent.mkdir(parents=True, exist_ok=True)
-            make_slide(path, size=(slide_size, slide_size), mpp=0.25, format=fmt, seed=seed, label=label)
+            size = (slide_size, slide_size)
+            make_slide(path, size=size, mpp=0.25, format=fmt, seed=seed, label=label, density=density)
         slides.append(path)
 
     model_dir = root / "model"
@@ -156,12 +167,23 @@ def run_demo(
     run_dir = root / "run"
     echo(f"[5/5] screening {len(slides)} slides -> {run_dir}")
     summary = screen_slides(slides, model_dir, run_dir)
-    calls = {}
+    calls, adequacy = {}, {}
     for result, report_dir in zip(summary.results, summary.report_dirs, strict=True):
         report = json.loads((report_dir / "report.json").read_text())
         call = (report.get("score") or {}).get("category") or f"{report.get('status')}: {report.get('error')}"
         calls[Path(result.path).name] = str(call)
-    labels = {path.name: label for path, (label, _, _) in zip(slides, DEMO_SLIDES, strict=True)}
+        judged = report.get("adequacy") or {}
+        adequacy[Path(result.path).name] = "; ".join(
+            [judged.get("status", "not judged"), *judged.get("reasons", [])]
+        )
+    made = [label for label, _, _ in DEMO_SLIDES] + [f"{SPARSE_SLIDE[0]}, {SPARSE_SLIDE[3]:.0%} cellularity"]
+    labels = {path.name: label for path, label in zip(slides, made, strict=True)}
     return DemoResult(
-        data_dir=data, slides=slides, model_dir=model_dir, run_dir=run_dir, calls=calls, labels=labels
+        data_dir=data,
+        slides=slides,
+        model_dir=model_dir,
+        run_dir=run_dir,
+        calls=calls,
+        labels=labels,
+        adequacy=adequacy,
     )

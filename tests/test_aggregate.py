@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cytolt.aggregate import CategoryRule, SlideScorer, default_rules
+from cytolt.aggregate import CategoryRule, ScoreCalibration, SlideScorer, default_rules
 from cytolt.detect.types import Detections
 
 CLASSES = ["NILM", "ASC-US", "LSIL", "HSIL", "SCC", "candida"]
@@ -83,8 +83,12 @@ def test_softmax_scores_add_up_across_abnormal_classes() -> None:
     # one cell split between ASC-US and LSIL: softmax probabilities are exclusive, so P(abnormal) = 0.6
     cs = [[0.1, 0.3, 0.3, 0.0, 0.0, 0.0]]
     dets = _cells(("ASC-US", 0.3), class_scores=cs)
-    assert _scorer(k=1, score_type="softmax").score(dets).slide_score == pytest.approx(0.6)
-    assert _scorer(k=1, score_type="sigmoid").score(dets).slide_score == pytest.approx(0.3)
+    assert _scorer(k=1, calibration=ScoreCalibration(score_type="softmax")).score(
+        dets
+    ).slide_score == pytest.approx(0.6)
+    assert _scorer(k=1, calibration=ScoreCalibration(score_type="sigmoid")).score(
+        dets
+    ).slide_score == pytest.approx(0.3)
 
 
 def _toy_set(rng: np.random.Generator) -> tuple[list[Detections], list[str]]:
@@ -168,13 +172,13 @@ def test_fit_temperature_recovers_overconfidence() -> None:
     correct = rng.random(n) < 1 / (1 + np.exp(-true_logit))
     scores = 1 / (1 + np.exp(-3.0 * true_logit))  # a detector three times too confident
     dets = Detections(boxes=np.tile([0, 0, 10, 10], (n, 1)), scores=scores, labels=np.full(n, 3))
-    scorer = _scorer(calibration="temperature")
+    scorer = _scorer(calibration=ScoreCalibration(method="temperature"))
     t = scorer.fit_temperature(dets, correct)
     assert 2.5 < t < 3.6 and scorer.temperature == t
     # calibrated confidences are now close to the true probability
     p = scorer.probabilities(dets)[:, 3]
     assert np.abs(p - 1 / (1 + np.exp(-true_logit))).mean() < 0.03
-    with pytest.raises(ValueError, match="calibration='temperature'"):
+    with pytest.raises(ValueError, match="calibration method 'temperature'"):
         _scorer().fit_temperature(dets, correct)
 
 
@@ -186,7 +190,9 @@ def test_norcal_lifts_a_rare_class_over_a_frequent_one() -> None:
     dets = _cells(("NILM", 0.55), class_scores=cs)
     plain = _scorer(k=1)
     assert plain.score(dets).top_indices["NILM"] == [0]
-    cal = _scorer(k=1, calibration="norcal", class_counts=counts, norcal_gamma=0.3)
+    cal = _scorer(
+        k=1, calibration=ScoreCalibration(method="norcal", instances_per_class=counts, norcal_gamma=0.3)
+    )
     result = cal.score(dets)
     assert result.top_indices["HSIL"] == [0] and result.labels == [3]
     z = torch.logit(torch.tensor(cs, dtype=torch.float64), eps=1e-7)
@@ -194,7 +200,12 @@ def test_norcal_lifts_a_rare_class_over_a_frequent_one() -> None:
     assert np.allclose(cal.probabilities(dets), expected)
     # softmax detectors: foreground probabilities with background = 1 - sum go through cytolt.calibration.norcal
     cs_soft = [[0.30, 0.02, 0.02, 0.28, 0.01, 0.01]]
-    soft = _scorer(k=1, calibration="norcal", score_type="softmax", class_counts=counts, norcal_gamma=0.3)
+    soft = _scorer(
+        k=1,
+        calibration=ScoreCalibration(
+            method="norcal", score_type="softmax", instances_per_class=counts, norcal_gamma=0.3
+        ),
+    )
     full = torch.log(torch.tensor([cs_soft[0] + [1 - sum(cs_soft[0])]], dtype=torch.float64))
     expected_soft = norcal(full, torch.tensor(counts, dtype=torch.float64), 0.3).numpy()[:, :-1]
     assert np.allclose(soft.probabilities(_cells(("NILM", 0.3), class_scores=cs_soft)), expected_soft)
@@ -203,7 +214,12 @@ def test_norcal_lifts_a_rare_class_over_a_frequent_one() -> None:
 
 def test_to_dict_is_json_safe_and_round_trips() -> None:
     slides, labels = _toy_set(np.random.default_rng(1))
-    scorer = _scorer(k=5, calibration="norcal", class_counts=[100, 50, 40, 20, 5, 30], norcal_gamma=0.2)
+    scorer = _scorer(
+        k=5,
+        calibration=ScoreCalibration(
+            method="norcal", instances_per_class=[100, 50, 40, 20, 5, 30], norcal_gamma=0.2
+        ),
+    )
     scorer.fit(slides, labels)
     data = json.loads(json.dumps(scorer.to_dict()))
     back = SlideScorer.from_dict(data)
@@ -219,10 +235,10 @@ def test_to_dict_is_json_safe_and_round_trips() -> None:
     ("kwargs", "message"),
     [
         ({"abnormal_classes": ["HSIL", "AIS"]}, r"unknown classes \['AIS'\]"),
-        ({"calibration": "platt"}, "'none', 'temperature', 'norcal'"),
-        ({"score_type": "logits"}, "'sigmoid', 'softmax'"),
-        ({"calibration": "norcal", "norcal_gamma": 0.5}, "needs class_counts"),
-        ({"calibration": "norcal", "class_counts": [1] * 6}, "needs norcal_gamma"),
+        ({"calibration": {"method": "platt"}}, "'none', 'temperature', 'norcal'"),
+        ({"calibration": {"score_type": "logits"}}, "'sigmoid', 'softmax'"),
+        ({"calibration": {"method": "norcal", "norcal_gamma": 0.5}}, "needs instances_per_class"),
+        ({"calibration": {"method": "norcal", "instances_per_class": [1] * 6}}, "needs norcal_gamma"),
         ({"thresholds": {"hsil": 0.5}}, "thresholds names unknown"),
         ({"thresholds": {"HSIL": 1.5}}, r"must be in \[0, 1\]"),
         ({"k": 0}, "k must be >= 1"),
@@ -230,9 +246,10 @@ def test_to_dict_is_json_safe_and_round_trips() -> None:
     ],
 )
 def test_bad_settings_raise_clear_errors(kwargs: dict, message: str) -> None:
-    args = {"class_names": CLASSES, "abnormal_classes": ABNORMAL, **kwargs}
     with pytest.raises(ValueError, match=message):
-        SlideScorer(**args)
+        if isinstance(kwargs.get("calibration"), dict):  # a bad calibration fails where it is built
+            kwargs = {**kwargs, "calibration": ScoreCalibration(**kwargs["calibration"])}
+        SlideScorer(**{"class_names": CLASSES, "abnormal_classes": ABNORMAL, **kwargs})
 
 
 def test_fit_and_score_input_errors() -> None:

@@ -27,7 +27,8 @@ def demo(out, images, slide_size, train_iters, retrain) -> None:
     click.echo("")
     click.echo("slide calls (made with the scorer fit on the calibration slides, never on these):")
     for name, call in result.calls.items():
-        click.echo(f"  {name:<28} {call:<10} (slide made as {result.labels[name]})")
+        click.echo(f"  {name:<28} {call:<15} (slide made as {result.labels[name]})")
+        click.echo(f"  {'':<28} adequacy: {result.adequacy[name]}")
     click.echo("")
     click.echo(f"run folder:  {result.run_dir}")
     click.echo(f"summary:     {result.run_dir / 'summary.csv'}")

@@ -49,6 +49,13 @@ model (a hash of its files), slide file (a hash of its content) and
 again and detections are never duplicated.
 
 \b
+Every slide gets an adequacy result before its call: a slide with no
+cellular area, too few well-visualised squamous cells (--min-squamous),
+mostly out of focus or with unreadable tiles is "Unsatisfactory" (with the
+reasons), never NILM, and its abnormal cells are still listed. Such a slide
+counts as done (exit 0), not failed.
+
+\b
 --workers N screens on a Dask LocalCluster of N processes (one GPU each
 when there are GPUs); --scheduler tcp://host:port uses a running Dask
 cluster (e.g. dask-jobqueue on SLURM, see docs/screening.md). Each slide is
@@ -129,6 +136,14 @@ one task; only this process writes RUN_DIR.
     show_default=True,
     help="Memory per --workers process, e.g. 4GiB; a worker past it is restarted and its slide fails.",
 )
+@click.option(
+    "--min-squamous",
+    "min_squamous_cells",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Well-visualised squamous cells a slide needs to be satisfactory [default: the model's scorer.json, "
+    "else Bethesda's 5000 for ThinPrep]; fewer makes it Unsatisfactory, never NILM.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars and no line per slide.")
 def screen(
     inputs: tuple[str, ...],
@@ -145,6 +160,7 @@ def screen(
     dask_workers: int | None,
     scheduler: str | None,
     memory_limit: str,
+    min_squamous_cells: int | None,
     quiet: bool,
 ) -> None:
     from cytolt.detect import ModelFolder
@@ -164,6 +180,7 @@ def screen(
             read_threads=read_threads,
             device=device,
             timeout=timeout,
+            min_squamous_cells=min_squamous_cells,
         )
     except InvalidSetting as exc:
         raise click.BadParameter(str(exc), param_hint="--" + exc.field.replace("_", "-")) from None
@@ -278,7 +295,17 @@ class _Console:
 
 
 def _call(result: SlideResult) -> str:
-    return f"{result.score.category} (score {result.score.slide_score:.3f})" if result.score else "no call"
+    """The slide's call as a lab reads it: adequacy first, and abnormal cells even on an unsatisfactory slide."""
+    score = result.score
+    if score is None:
+        return "no call"
+    call = f"{score.category} (score {score.slide_score:.3f})"
+    if score.adequacy is None:
+        return call
+    if score.adequacy.satisfactory:
+        return f"{call}, satisfactory, {score.interpretation}"
+    seen = f"; abnormal cells seen: {score.interpretation}" if score.interpretation != "NILM" else ""
+    return f"{call}: {'; '.join(score.adequacy.reasons)}{seen}"
 
 
 def _final_line(summary: RunSummary, run_dir: Path) -> None:

@@ -52,7 +52,7 @@ def write_html(
 
     validate_report(report)
     colors = class_colors(report)
-    images: dict[str, Any] = {"thumbnail": None, "gallery": {}, "evidence": [], "note": None}
+    images: dict[str, Any] = {"thumbnail": None, "gallery": {}, "evidence": [], "focus": None, "note": None}
     if report["status"] == "done" and slide is not None:
         try:
             images = _slide_images(report, slide, colors, thumbnail_px=thumbnail_px, crop_px=crop_px)
@@ -112,10 +112,11 @@ def _slide_images(
         ]
         shown = [c for cells in report["top_cells"].values() for c in cells] + list(report["evidence"])
         thumbnail = _thumbnail_png(handle, shown, colors, thumbnail_px)
+        focus = _focus_map(handle, report.get("focus"), thumbnail_px)
     finally:
         if owned:
             handle.close()
-    return {"thumbnail": thumbnail, "gallery": gallery, "evidence": evidence, "note": None}
+    return {"thumbnail": thumbnail, "gallery": gallery, "evidence": evidence, "focus": focus, "note": None}
 
 
 def _data_uri(rgb: np.ndarray, fmt: str) -> str:
@@ -142,6 +143,27 @@ def _thumbnail_png(
         p1 = (int(round(cx + hw)), int(round(cy + hh)))
         cv2.rectangle(thumb, p0, p1, tuple(int(v) for v in colors[c["class"]]), 1)
     return {"src": _data_uri(thumb, "jpeg"), "width": thumb.shape[1], "height": thumb.shape[0]}
+
+
+def _focus_map(slide: Slide, focus: Mapping[str, Any] | None, size: int) -> dict[str, Any] | None:
+    """The slide thumbnail with each tile read tinted by its focus: red out of focus, green in focus."""
+    if not focus or not focus["tiles"]:
+        return None
+    thumb = np.ascontiguousarray(slide.thumbnail(size)).astype(np.float32)
+    sx = thumb.shape[1] / slide.dimensions[0]
+    sy = thumb.shape[0] / slide.dimensions[1]
+    tint = np.zeros_like(thumb)
+    weight = np.zeros(thumb.shape[:2], np.float32)
+    for x, y, w, h, sharpness, _ in focus["tiles"]:
+        if sharpness is None:
+            continue
+        x0, y0 = int(x * sx), int(y * sy)
+        x1, y1 = max(x0 + 1, int(round((x + w) * sx))), max(y0 + 1, int(round((y + h) * sy)))
+        tint[y0:y1, x0:x1] = (220, 40, 40) if sharpness < focus["threshold"] else (40, 170, 60)
+        weight[y0:y1, x0:x1] = 0.45
+    out = thumb * (1 - weight[..., None]) + tint * weight[..., None]
+    rgb = np.clip(out, 0, 255).astype(np.uint8)
+    return {"src": _data_uri(rgb, "jpeg"), "width": rgb.shape[1], "height": rgb.shape[0]}
 
 
 def _gallery_item(

@@ -156,6 +156,11 @@ def slide_report(
             "per_class": {name: int((labels == c).sum()) for c, name in enumerate(names)},
         },
         "score": score_json,
+        "adequacy": None if score is None or score.adequacy is None else score.adequacy.to_dict(),
+        "interpretation": None
+        if score is None
+        else {"bethesda": score.interpretation, "triage": score.triage, "findings": list(score.findings)},
+        "focus": _focus(result, None if score is None else score),
         "top_cells": top,
         "evidence": evidence,
         "score_histogram": {"edges": [round(float(e), 4) for e in edges], "counts": histogram},
@@ -164,6 +169,27 @@ def slide_report(
     }
     validate_report(report)
     return report
+
+
+def _focus(result: SlideResult, score: Any) -> dict[str, Any] | None:
+    """The report's focus section: threshold, out-of-focus fraction and the tiles (rounded), for the heat map."""
+    q = result.quality
+    if not result.ok or score is None or score.adequacy is None:
+        return None
+    tiles = [
+        [
+            *(round(float(v), 1) for v in box),
+            None if np.isnan(sh) else round(float(sh), 1),
+            round(float(ce), 4),
+        ]
+        for box, sh, ce in zip(q.tiles_xywh, q.sharpness, q.cellular, strict=True)
+    ]
+    fraction = score.adequacy.out_of_focus_fraction
+    return {
+        "threshold": float(score.adequacy.focus_threshold),
+        "out_of_focus_fraction": None if fraction is None else round(float(fraction), 4),
+        "tiles": tiles,
+    }
 
 
 def write_report(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:

@@ -18,6 +18,9 @@ SUMMARY_COLUMNS = (
     "slide",
     "status",
     "category",
+    "adequacy",
+    "interpretation",
+    "findings",
     "slide_score",
     "detections",
     "tiles",
@@ -28,6 +31,14 @@ SUMMARY_COLUMNS = (
 )
 
 
+def _adequacy(adequacy: Mapping[str, Any] | None) -> str:
+    if not adequacy:
+        return ""
+    if adequacy["status"] == "satisfactory":
+        return "satisfactory"
+    return "unsatisfactory: " + "; ".join(adequacy["reasons"])
+
+
 def summary_row(report: Mapping[str, Any], *, report_path: str = "") -> dict[str, Any]:
     """The ``summary.csv`` row of one report (class columns included); ``report_path`` as the run writes it."""
     score = report["score"]
@@ -36,6 +47,10 @@ def summary_row(report: Mapping[str, Any], *, report_path: str = "") -> dict[str
         "slide": report["slide"]["name"],
         "status": report["status"],
         "category": score["category"] if score else "",
+        # "unsatisfactory: <reasons>", so a lab sees why without opening the report
+        "adequacy": _adequacy(report.get("adequacy")),
+        "interpretation": (report.get("interpretation") or {}).get("bethesda", ""),
+        "findings": " ".join((report.get("interpretation") or {}).get("findings", [])),
         "slide_score": f"{score['slide_score']:.4f}" if score else "",
         "detections": report["detections"]["total"],
         "tiles": report["tiles"]["read"],

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cytolt import bethesda
 from cytolt.store import DetectionStore, Review
 
 __all__ = ["QueueItem", "ReviewQueue"]
@@ -29,8 +30,8 @@ class ReviewQueue:
     """The cells a reviewer checks on one slide, class by class, best score first; decisions go to the store.
 
     ``classes`` (names) chooses the classes and their order; by default every class with detections on the
-    slide, in reverse label order: cytolt's class lists run from head to tail (``cytolt.synth.CLASSES``), so the
-    rare abnormal classes a cytotechnologist must see come first. Each class contributes its top ``per_class``
+    slide in :func:`cytolt.bethesda.review_order`: the abnormal classes a cytotechnologist must see first, most
+    severe first, then organisms, then the rest. Each class contributes its top ``per_class``
     detections. :meth:`decide` writes a review at once (``DetectionStore.add_review``), so
     nothing is lost when the viewer closes, and reopening the queue shows earlier decisions.
     """
@@ -52,7 +53,7 @@ class ReviewQueue:
         names = store.class_names
         counts = store.counts(self.slide_id)
         if classes is None:
-            classes = [n for n in reversed(names) if counts.get(n, 0) > 0]
+            classes = [n for n in bethesda.review_order(names) if counts.get(n, 0) > 0]
         unknown = [c for c in classes if c not in names]
         if unknown:
             raise ValueError(f"{store.path}: unknown classes {unknown}; classes are {names}")

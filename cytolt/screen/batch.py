@@ -23,12 +23,15 @@ again; ``replace_detections`` replaces its detections in one transaction, so not
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cytolt.adequacy import SlideQuality
 from cytolt.detect.model_folder import ModelFolder
 from cytolt.io import SlideError, open_slide
 from cytolt.screen.engine import (
@@ -117,6 +120,9 @@ def screen_slides(
         identity, factory = f"detector:{type(model).__name__}:{info.path}", GivenDetector(model)
         scorer = scorer or default_scorer(info)
     settings = settings.for_model(info)
+    if scorer is not None and settings.min_squamous_cells is not None:
+        scorer = copy.copy(scorer)  # the caller's scorer (or the model's) is left as it was
+        scorer.adequacy = dataclasses.replace(scorer.adequacy, min_squamous_cells=settings.min_squamous_cells)
     job = SlideJob(factory=factory, model_key=identity, settings=settings, scorer=scorer)
 
     run = (run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)).create()
@@ -216,6 +222,7 @@ def _stored_result(
     except SlideError:
         return None
     dets, _ = store.query(sid)  # score order, ties in insertion order: the order screen_slide returned
+    quality = SlideQuality(*store.tiles(sid))
     return SlideResult(
         path=path,
         status="done",
@@ -229,7 +236,8 @@ def _stored_result(
         detections=dets,
         class_names=tuple(info.classes),
         counts=detections_per_class(dets, info.classes),
-        score=None if scorer is None else scorer.score(dets),
+        score=None if scorer is None else scorer.score(dets, quality),
+        quality=quality,
         timings=record.timings,
         slide_id=sid,
         vendor=vendor,

@@ -15,25 +15,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from cytolt import bethesda
 from cytolt.aggregate import SlideScorer
 from cytolt.detect.model_folder import ModelFolder
 from cytolt.screen.batch import screen_slides
-from cytolt.screen.engine import default_scorer
+from cytolt.screen.engine import SlideResult, default_scorer
 from cytolt.screen.settings import ScreenSettings
 
-__all__ = ["BETHESDA_CATEGORIES", "ScorerFit", "category_for", "fit_slide_scorer"]
+__all__ = ["BETHESDA_CATEGORIES", "MIN_SQUAMOUS_FRACTION", "ScorerFit", "category_for", "fit_slide_scorer"]
 
-# Bethesda slide labels (cytolt.synth.SLIDE_LABELS, DOMAIN.md) -> the default scorer's categories. ASC-H
-# ("cannot exclude HSIL") and AGC are abnormal but not HSIL+, so they land in ASC-US+.
-BETHESDA_CATEGORIES: dict[str, str] = {
-    "NILM": "NILM",
-    "ASC-US": "ASC-US+",
-    "LSIL": "ASC-US+",
-    "ASC-H": "ASC-US+",
-    "AGC": "ASC-US+",
-    "HSIL": "HSIL+",
-    "SCC": "HSIL+",
-}
+# The adequacy minimum as a share of a typical slide's squamous cells: Bethesda's 5,000 of the 50-75 thousand
+# cells of a ThinPrep spot (DOMAIN.md; cytolt.synth.classes), i.e. 5,000 / 62,500. Applied to the median
+# well-visualised squamous count of the labelled slides, it gives slides smaller than a real spot (synthetic
+# ones, a lab's crops) a minimum that means the same thing.
+MIN_SQUAMOUS_FRACTION = 5000 / 62500
+
+# Bethesda slide labels (cytolt.synth.SLIDE_LABELS, DOMAIN.md) -> the default scorer's triage categories
+# (cytolt.bethesda.triage_call: ASC-H and AGC are abnormal but not HSIL+, so they land in ASC-US+).
+BETHESDA_CATEGORIES: dict[str, str] = {i: bethesda.triage_call(i) for i in bethesda.INTERPRETATIONS}
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class ScorerFit:
         slides, categories: the labelled slides and their categories, in input order.
         calls_before, calls_after: each slide's call with the default thresholds and with the fitted ones.
         path: where the scorer was written, None when not saved.
+        squamous_cells: each slide's well-visualised squamous cells (fitted thresholds); the scorer's adequacy
+            minimum is ``MIN_SQUAMOUS_FRACTION`` of their median.
     """
 
     scorer: SlideScorer
@@ -56,6 +59,7 @@ class ScorerFit:
     calls_before: list[str]
     calls_after: list[str]
     path: Path | None
+    squamous_cells: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def accuracy(self) -> float:
@@ -97,7 +101,8 @@ def fit_slide_scorer(
     save: bool = True,
     settings: ScreenSettings | None = None,
 ) -> ScorerFit:
-    """Screen labelled ``slides`` with the model in ``model_dir``, fit per-class thresholds, save ``scorer.json``.
+    """Screen labelled ``slides`` with the model in ``model_dir``, fit per-class thresholds and the adequacy
+    minimum of squamous cells (``MIN_SQUAMOUS_FRACTION`` of the slides' median), save ``scorer.json``.
 
     Args:
         slides: slide files with known categories; they should hold both normal and abnormal slides.
@@ -140,6 +145,9 @@ def fit_slide_scorer(
         min_specificity=None if target_sensitivity is not None else min_specificity,
     )
     after = [scorer.score(d).category for d in detections]
+    squamous = [_squamous_cells(scorer, r) for r in summary.results]
+    minimum = int(MIN_SQUAMOUS_FRACTION * float(np.median(squamous)))
+    scorer.adequacy = dataclasses.replace(scorer.adequacy, min_squamous_cells=minimum)
     path = model.write_scorer(scorer) if save else None
     return ScorerFit(
         scorer=scorer,
@@ -149,4 +157,11 @@ def fit_slide_scorer(
         calls_before=before,
         calls_after=after,
         path=path,
+        squamous_cells=squamous,
     )
+
+
+def _squamous_cells(scorer: SlideScorer, result: SlideResult) -> int:
+    adequacy = scorer.score(result.detections, result.quality).adequacy
+    assert adequacy is not None  # judged, since a quality was given
+    return adequacy.squamous_cells

@@ -14,7 +14,8 @@ Glossary (the settings' own words are in :mod:`cytolt.screen.settings`):
   by one tile's border lies whole inside its neighbour and :func:`~cytolt.screen.merge.merge_tiles` can drop the
   cut view (rule 1) and keep the whole one.
 - *timings* (seconds, wall clock): ``open`` (open the file), ``mask`` (tissue mask and grid),
-  ``read`` (time the loop waited for tiles: the reading the prefetch threads could not hide), ``model`` (inside
+  ``read`` (time the loop waited for tiles: the reading the prefetch threads could not hide), ``focus`` (each
+  tile's sharpness, :mod:`cytolt.io.focus`), ``model`` (inside
   ``detector.predict``, outputs moved to the CPU), ``merge`` (tile boxes to level 0, cross-tile merging),
   ``store`` (the recorder's fingerprint and SQLite writes), ``score`` (slide scoring), ``total``.
 
@@ -36,8 +37,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from cytolt import bethesda
+from cytolt.adequacy import AdequacyRules, SlideQuality
 from cytolt.detect.types import Detections
 from cytolt.io import Slide, SlideError, TileGrid, TileStream, open_slide, tissue_mask
+from cytolt.io.focus import tile_focus
+from cytolt.screen.cells import group_cells
 from cytolt.screen.merge import merge_tiles
 from cytolt.screen.settings import ScreenSettings
 
@@ -62,15 +67,10 @@ __all__ = [
     "tile_grid",
 ]
 
-STAGES = ("open", "mask", "read", "model", "merge", "store", "score", "total")
+STAGES = ("open", "mask", "read", "focus", "model", "merge", "store", "score", "total")
 # Fingerprint of a slide file: its size and the first and last MiB, hashed. Hashing whole multi-GB slides
 # would cost more than screening them; scanners never rewrite a file in the middle and keep its length.
 _FINGERPRINT_BYTES = 1 << 20
-# Class names (lower case, letters only) that make a slide abnormal by default: Bethesda squamous and glandular
-# abnormalities (DOMAIN.md "Categories"); organisms and reactive changes stay NILM.
-_ABNORMAL_NAMES = frozenset(
-    {"ascus", "asch", "lsil", "hsil", "scc", "agc", "ais", "adenocarcinoma", "carcinoma", "adc", "atypical"}
-)
 
 
 class SlideTimeout(SlideError):
@@ -92,9 +92,13 @@ class SlideResult:
         read_mpp: (x, y) microns per tile pixel the detector saw; None when tiles were level-0 pixels.
         tile_size, overlap: tile side and overlap in tile pixels.
         tiles_read: tiles that went through the detector; tiles_total: tiles of the grid before the tissue mask.
-        detections: merged detections, boxes (N, 4) xyxy float32 in level-0 px, sorted by descending score.
+        detections: the slide's cells, one detection each (:func:`~cytolt.screen.cells.group_cells`: boxes of
+            different classes on one cell merged, ``class_scores`` (N, C) kept), boxes (N, 4) xyxy float32 in
+            level-0 px, sorted by descending score.
         class_names: the detector's classes, in label order.
-        counts: detections per class name (every class present, zero included; no score threshold).
+        counts: cells per class name (every class present, zero included; no score threshold).
+        quality: the tiles read (level-0 rectangles), their sharpness and cellular fraction
+            (:mod:`cytolt.io.focus`): what the slide's adequacy is judged on.
         score: the slide-level result, None without a scorer.
         timings: seconds per stage (``STAGES``).
         slide_id: row id in the detection store, None without a store.
@@ -116,6 +120,7 @@ class SlideResult:
     class_names: tuple[str, ...] = ()
     counts: dict[str, int] = field(default_factory=dict)
     score: SlideScore | None = None
+    quality: SlideQuality = field(default_factory=SlideQuality.empty)
     timings: dict[str, float] = field(default_factory=dict)
     slide_id: int | None = None
     vendor: str | None = None
@@ -126,18 +131,21 @@ class SlideResult:
         return self.status == "done"
 
 
-def default_scorer(info: ModelInfo, *, k: int = 10) -> SlideScorer | None:
+def default_scorer(
+    info: ModelInfo, *, k: int = 10, adequacy: AdequacyRules | None = None
+) -> SlideScorer | None:
     """A :class:`~cytolt.aggregate.SlideScorer` for a model's classes with default thresholds (0.5).
 
-    Abnormal classes are those named like a Bethesda abnormality (ascus, asch, lsil, hsil, scc, agc, ais,
-    adenocarcinoma); None when the model has none, since a slide call then means nothing.
+    Abnormal classes are those the Bethesda vocabulary calls abnormal (:data:`cytolt.bethesda.ABNORMAL`:
+    ascus, asch, lsil, hsil, scc, agc, ais, adenocarcinoma); None when the model has none, since a slide call
+    then means nothing. ``adequacy`` defaults to Bethesda's (5,000 well-visualised squamous cells).
     """
     from cytolt.aggregate import SlideScorer
 
-    abnormal = [c for c in info.classes if "".join(ch for ch in c.lower() if ch.isalpha()) in _ABNORMAL_NAMES]
+    abnormal = bethesda.classes_in(info.classes, bethesda.ABNORMAL)
     if not abnormal:
         return None
-    return SlideScorer(class_names=info.classes, abnormal_classes=abnormal, k=k)
+    return SlideScorer(class_names=info.classes, abnormal_classes=abnormal, k=k, adequacy=adequacy)
 
 
 def slide_fingerprint(path: str | os.PathLike[str]) -> str | None:
@@ -255,18 +263,20 @@ def _screen(
                 handle, tile_size=settings.tile_size, overlap=settings.overlap, mpp=settings.read_mpp
             )
         scale = _scale(handle, grid)
-        per_tile = _detect(grid, handle, detector, clock, settings, progress)
+        per_tile, sharpness, cellular = _detect(grid, handle, detector, clock, settings, progress)
         with clock("merge"):
             placed = [
                 _clip(d.scale(scale).translate(float(x), float(y)), handle.dimensions)
                 for d, (x, y, _, _) in zip(per_tile, grid.xywh, strict=True)
             ]
             merged = merge_tiles(placed, grid.xywh, method=settings.merge)
-        counts = detections_per_class(merged, class_names)
+            cells = group_cells(merged, len(class_names))
+        counts = detections_per_class(cells, class_names)
+        quality = SlideQuality(np.asarray(grid.xywh, dtype=np.float64).reshape(-1, 4), sharpness, cellular)
         score = None
         if scorer is not None:
             with clock("score"):
-                score = scorer.score(merged)
+                score = scorer.score(cells, quality)
         return SlideResult(
             path=path,
             status="done",
@@ -277,10 +287,11 @@ def _screen(
             overlap=settings.overlap,
             tiles_read=len(grid),
             tiles_total=grid.total,
-            detections=merged,
+            detections=cells,
             class_names=class_names,
             counts=counts,
             score=score,
+            quality=quality,
             timings=clock.done(),
             vendor=handle.vendor,
             model_name=detector_name(detector),
@@ -326,8 +337,9 @@ def _detect(
     clock: _Clock,
     settings: ScreenSettings,
     progress: Callable[[int, int], Any] | None,
-) -> list[Detections]:
-    """Per-tile detections in tile pixels, on the CPU, in grid order.
+) -> tuple[list[Detections], np.ndarray, np.ndarray]:
+    """Per-tile detections in tile pixels, on the CPU, in grid order, and each tile's sharpness and cellular
+    fraction (:func:`~cytolt.io.focus.tile_focus`, measured on the very pixels the detector gets).
 
     Raises SlideTimeout after the first batch that ends more than ``settings.timeout`` s after ``clock``
     started, unless it was the last one.
@@ -338,6 +350,8 @@ def _detect(
         grid, batch_size=settings.batch_size, workers=settings.read_threads, progress=progress, slide=slide
     )
     out: list[Detections] = []
+    sharpness: list[np.ndarray] = []
+    cellular: list[np.ndarray] = []
     batches = iter(stream)
     try:
         while True:
@@ -345,6 +359,10 @@ def _detect(
                 batch = next(batches, None)
             if batch is None:
                 break
+            with clock("focus"):
+                sharp, cells = tile_focus(batch.images.permute(0, 2, 3, 1).numpy())
+                sharpness.append(sharp)
+                cellular.append(cells)
             with clock("model"):
                 # Moving the outputs to the CPU synchronises a GPU, so "model" is the model's real time.
                 dets = [d.to("cpu") for d in detector.predict(batch.images)]
@@ -359,7 +377,9 @@ def _detect(
                 )
     finally:
         batches.close()  # stops and joins the reader threads when the detector raised
-    return out
+    if not out:
+        return out, np.zeros(0), np.zeros(0)
+    return out, np.concatenate(sharpness), np.concatenate(cellular)
 
 
 def _clip(dets: Detections, dimensions: tuple[int, int]) -> Detections:

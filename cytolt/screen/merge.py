@@ -13,11 +13,14 @@ Glossary:
 
 Rules, in order:
 
-1. *Truncated* boxes go when a fuller view exists. A box within ``border_margin`` px of an inner edge of its
-   tile is probably a cell cut by that edge. It is dropped when a box from another tile is larger and covers at
-   least ``truncation_ios`` of it (intersection over the truncated box's area: IoU would miss a half-cell
-   inside a whole one). By default the covering box may have any label, since a cut view of a cell is often
-   classified differently from the whole cell.
+1. *Truncated* boxes give way to a fuller view, keeping their evidence. A box within ``border_margin`` px of an
+   inner edge of its tile is probably a cell cut by that edge. When a box from another tile is larger and covers
+   at least ``truncation_ios`` of it (intersection over the truncated box's area: IoU would miss a half-cell
+   inside a whole one), the cut view takes the fullest such box's place: of the same label, it is dropped and
+   the whole view keeps the higher of the two scores (and class scores); of another label, it moves onto the
+   whole view's box, so :func:`cytolt.screen.cells.group_cells` makes the two one cell with both classes. A cut
+   view often scores higher than the whole one, or as another class (a cell's abnormal part seen alone), and
+   dropping it would lose the strongest evidence of the cell. By default the covering box may have any label.
 2. The rest are merged: class-aware NMS (``torchvision.ops.batched_nms``) or weighted box fusion
    (``ensemble_boxes.weighted_boxes_fusion``; Solovyev et al., "Weighted boxes fusion", 2021).
 
@@ -36,7 +39,7 @@ from torchvision.ops import batched_nms
 from cytolt.detect.types import Detections
 from cytolt.screen.settings import MERGE_METHODS
 
-__all__ = ["MERGE_METHODS", "WBF_CONF_TYPES", "merge_tiles"]
+__all__ = ["MERGE_METHODS", "WBF_CONF_TYPES", "merge_tiles", "pairs_with_iou"]
 
 WBF_CONF_TYPES = ("avg", "max", "box_and_model_avg", "absent_model_aware_avg")  # ensemble_boxes 1.0.9
 
@@ -99,7 +102,7 @@ def merge_tiles(
     contested = _contested(boxes, tile_of, tiles_xyxy)
     idx = np.flatnonzero(contested)
     if idx.size and border_margin is not None:
-        keep_trunc = ~_truncated_and_covered(
+        cover, same_cell = _fullest_cover(
             boxes[idx],
             dets.labels.numpy()[idx],
             tile_of[idx],
@@ -108,7 +111,10 @@ def merge_tiles(
             min_ios=truncation_ios,
             any_label=truncation_any_label,
         )
-        idx = idx[keep_trunc]
+        covered = cover >= 0
+        # a cut view only hands its evidence to a cover it is a part of; inside another, larger cell it just goes
+        dets, moved = _yield_to_cover(dets, idx, idx[np.maximum(cover, 0)], covered & same_cell)
+        idx = idx[~(moved | (covered & ~same_cell))]
     passed = dets.select(torch.from_numpy(np.flatnonzero(~contested)))
     candidates = dets.select(torch.from_numpy(idx))
     if method == "nms":
@@ -214,7 +220,7 @@ def _contested(boxes: np.ndarray, tile_of: np.ndarray, tiles_xyxy: np.ndarray) -
     return out
 
 
-def _truncated_and_covered(
+def _fullest_cover(
     boxes: np.ndarray,
     labels: np.ndarray,
     tile_of: np.ndarray,
@@ -223,8 +229,12 @@ def _truncated_and_covered(
     border_margin: float,
     min_ios: float,
     any_label: bool,
-) -> np.ndarray:
-    """(N,) bool: rule 1, the box touches an inner edge of its tile and a larger box from another tile covers it."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rule 1 for N contested boxes: ``cover`` (N,) int, for a box that touches an inner edge of its tile and is
+    covered by a larger box from another tile, the index of the largest such box (-1 for every other box);
+    ``same_cell`` (N,) bool, that cover is the whole view of the same cell: the box's edges away from its tile's
+    border coincide with the cover's (within 4 px or a tenth of the box), as a cut view's do, and not those of
+    a smaller cell lying inside a larger one."""
     extent = np.concatenate([tiles_xyxy[:, :2].min(axis=0), tiles_xyxy[:, 2:].max(axis=0)])
     own = tiles_xyxy[tile_of]
     inner = np.stack(
@@ -234,10 +244,12 @@ def _truncated_and_covered(
     near = np.concatenate(
         [boxes[:, :2] <= own[:, :2] + border_margin, boxes[:, 2:] >= own[:, 2:] - border_margin], 1
     )
-    truncated = (inner & near).any(axis=1)
-    out = np.zeros(len(boxes), dtype=bool)
+    at_border = inner & near  # (N, 4): which of x0, y0, x1, y1 lies on an inner edge of its tile
+    truncated = at_border.any(axis=1)
+    out = np.full(len(boxes), -1, dtype=np.int64)
+    same_cell = np.zeros(len(boxes), dtype=bool)
     if not truncated.any():
-        return out
+        return out, same_cell
     t_idx = np.flatnonzero(truncated)
     qi, rj = _candidate_pairs(boxes[t_idx], boxes)
     qi = t_idx[qi]
@@ -247,8 +259,47 @@ def _truncated_and_covered(
         ok &= labels[qi] == labels[rj]
     qi, rj = qi[ok], rj[ok]
     ios = _inter_pairs(boxes[qi], boxes[rj]) / np.maximum(area[qi], 1e-12)
-    out[qi[ios >= min_ios]] = True
-    return out
+    qi, rj = qi[ios >= min_ios], rj[ios >= min_ios]
+    order = np.lexsort((area[rj], qi))  # per truncated box, its covers by ascending area: the largest last
+    out[qi[order]] = rj[order]
+    q = np.flatnonzero(out >= 0)
+    if len(q):
+        r = out[q]
+        side = np.minimum(boxes[q, 2] - boxes[q, 0], boxes[q, 3] - boxes[q, 1])
+        tol = np.maximum(4.0, 0.1 * side)[:, None]
+        agree = (np.abs(boxes[q] - boxes[r]) <= tol) | at_border[q]
+        same_cell[q] = agree.all(axis=1)
+    return out, same_cell
+
+
+def _yield_to_cover(
+    dets: Detections, idx: np.ndarray, cover: np.ndarray, covered: np.ndarray
+) -> tuple[Detections, np.ndarray]:
+    """Rule 1's outcome for the contested boxes ``idx`` (``cover`` their fullest covers, where ``covered``).
+
+    Returns the detections with evidence moved onto the covers and the cut views of another label moved onto
+    their cover's box, and (len(idx),) bool: which contested boxes are dropped (same label as their cover).
+    """
+    dropped = np.zeros(len(idx), dtype=bool)
+    if not covered.any():
+        return dets, dropped
+    q, r = idx[covered], cover[covered]
+    labels = dets.labels.numpy()
+    same = labels[q] == labels[r]
+    boxes = dets.boxes.clone()
+    scores = dets.scores.clone()
+    class_scores = None if dets.class_scores is None else dets.class_scores.clone()
+    # same label: one view of one class; the whole view keeps the higher score
+    q_same, r_same = torch.from_numpy(q[same]), torch.from_numpy(r[same])
+    scores.scatter_reduce_(0, r_same, scores[q_same], reduce="amax")
+    if class_scores is not None:
+        index = r_same[:, None].expand(-1, class_scores.shape[1])
+        class_scores.scatter_reduce_(0, index, class_scores[q_same], reduce="amax")
+    # another label: the cut view moves onto the whole view, where group_cells joins them
+    boxes[torch.from_numpy(q[~same])] = boxes[torch.from_numpy(r[~same])]
+    dropped[np.flatnonzero(covered)[same]] = True
+    out = Detections(boxes=boxes, scores=scores, labels=dets.labels, class_scores=class_scores)
+    return out, dropped
 
 
 # -- pairwise geometry on sparse candidate pairs ---------------------------------------------------------------
@@ -294,6 +345,15 @@ def _candidate_pairs(query: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np
     if not pairs_q:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(pairs_q), np.concatenate(pairs_r)
+
+
+def pairs_with_iou(boxes: np.ndarray, min_iou: float) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i, j), i < j, of ``boxes`` (N, 4) xyxy whose IoU is at least ``min_iou``."""
+    qi, rj = _candidate_pairs(boxes, boxes)
+    later = qi < rj
+    qi, rj = qi[later], rj[later]
+    keep = _iou_pairs(boxes[qi], boxes[rj]) >= min_iou
+    return qi[keep], rj[keep]
 
 
 def _inter_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -136,6 +136,8 @@ class RunRecorder:
             try:
                 self.store.add_slide(result.path, mpp=result.mpp, dims=result.dimensions)
                 self.store.replace_detections(sid, result.detections, result.class_names)
+                q = result.quality
+                self.store.replace_tiles(sid, q.tiles_xywh, q.sharpness, q.cellular)
             except ValueError as exc:
                 result = failed_result(result.path, error_message(exc), timings=result.timings)
         timings = dict(result.timings)

@@ -69,6 +69,8 @@ class ScreenSettings:
         device: torch device for the model (``"cpu"``, ``"cuda:1"``); None: CUDA when available.
         timeout: seconds a slide may take, checked after every batch (a cooperative deadline); None: no limit.
         html: also write each slide's ``report.html``.
+        min_squamous_cells: override the model scorer's adequacy minimum of well-visualised squamous cells
+            (:class:`~cytolt.adequacy.AdequacyRules`); None keeps the scorer's.
 
     Raises:
         ValueError: at construction, for any value screening cannot use.
@@ -83,6 +85,7 @@ class ScreenSettings:
     device: str | None = None
     timeout: float | None = None
     html: bool = True
+    min_squamous_cells: int | None = None
 
     def __post_init__(self) -> None:
         if self.merge not in MERGE_METHODS:
@@ -102,6 +105,13 @@ class ScreenSettings:
         if self.read_mpp is not None and not (math.isfinite(self.read_mpp) and self.read_mpp > 0):
             raise InvalidSetting(
                 "read_mpp", f"read_mpp must be positive microns per pixel; got {self.read_mpp}"
+            )
+        if self.min_squamous_cells is not None and not (
+            isinstance(self.min_squamous_cells, int) and self.min_squamous_cells >= 0
+        ):
+            raise InvalidSetting(
+                "min_squamous_cells",
+                f"min_squamous_cells must be an integer >= 0; got {self.min_squamous_cells!r}",
             )
         if self.timeout is not None and not self.timeout > 0:
             raise InvalidSetting("timeout", f"timeout must be positive seconds or None; got {self.timeout}")

@@ -121,6 +121,13 @@ CREATE TABLE IF NOT EXISTS reviews (
     model_score REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reviews_slide_key ON reviews (slide_id, detection_key);
+CREATE TABLE IF NOT EXISTS tiles (
+    slide_id INTEGER NOT NULL REFERENCES slides(id),
+    x REAL NOT NULL, y REAL NOT NULL, w REAL NOT NULL, h REAL NOT NULL,
+    sharpness REAL,
+    cellular REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tiles_slide ON tiles (slide_id);
 """
 
 
@@ -422,6 +429,41 @@ class DetectionStore:
         """
         with self._write() as c, no_gc():
             return self._insert(c, int(slide_id), dets, class_names)
+
+    def replace_tiles(
+        self, slide_id: int, xywh: np.ndarray, sharpness: np.ndarray, cellular: np.ndarray
+    ) -> None:
+        """Replace a slide's tiles read (level-0 ``xywh`` (T, 4)) with their sharpness (T,; NaN: not judged) and
+        cellular fraction (T,) (:mod:`cytolt.io.focus`), in one transaction."""
+        xywh = np.asarray(xywh, dtype=np.float64).reshape(-1, 4)
+        if not len(xywh) == len(sharpness) == len(cellular):
+            raise ValueError(
+                f"got {len(xywh)} tiles, {len(sharpness)} sharpness and {len(cellular)} cellular values"
+            )
+        rows = [
+            (int(slide_id), *map(float, box), None if np.isnan(sh) else float(sh), float(ce))
+            for box, sh, ce in zip(xywh, sharpness, cellular, strict=True)
+        ]
+        with self._write() as c:
+            c.execute("DELETE FROM tiles WHERE slide_id = ?", (int(slide_id),))
+            c.executemany("INSERT INTO tiles VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def tiles(self, slide_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A slide's tiles as ``xywh`` (T, 4), ``sharpness`` (T,) and ``cellular`` (T,), in the order written.
+
+        Empty for a slide screened before tiles were recorded (and in stores written before then).
+        """
+        try:
+            with self._read() as c:
+                rows = c.execute(
+                    "SELECT x, y, w, h, sharpness, cellular FROM tiles WHERE slide_id = ? ORDER BY rowid",
+                    (int(slide_id),),
+                ).fetchall()
+        except sqlite3.OperationalError:  # a read-only store from before the tiles table
+            rows = []
+        arr = np.array([[*r[:4], np.nan if r[4] is None else r[4], r[5]] for r in rows], dtype=np.float64)
+        arr = arr.reshape(-1, 6)
+        return arr[:, :4], arr[:, 4], arr[:, 5]
 
     def replace_detections(
         self,

@@ -22,11 +22,14 @@ def test_demo_runs_end_to_end_and_reuses_its_outputs(tmp_path):
     assert result.exit_code == 0, result.output
     assert "slide calls (made with the scorer fit" in result.output
     reports = sorted(tmp_path.glob("run/*/report.json"))
-    assert len(reports) == 3
+    assert len(reports) == 4  # the three demo slides and the nearly cell-free one
     for path in reports:
         report = json.loads(path.read_text())
         assert report["status"] == "done"
-        assert report["score"]["category"]
+        assert report["score"]["category"] and report["adequacy"]["status"]
+    sparse = json.loads((tmp_path / "run" / "sparse_nilm_tiff" / "report.json").read_text())
+    assert sparse["score"]["category"] == "Unsatisfactory"  # never NILM
+    assert "adequacy: unsatisfactory;" in result.output
     assert (tmp_path / "run" / "summary.csv").is_file()
     assert (tmp_path / "model" / "model.safetensors").is_file()
     scorer = json.loads((tmp_path / "model" / "scorer.json").read_text())  # fit on the calibration slides

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cytolt.adequacy import AdequacyRules
 from cytolt.screen.engine import SlideResult, default_scorer, screen_slide
 from cytolt.screen.settings import ScreenSettings
 from cytolt.synth import make_slide
@@ -26,7 +27,9 @@ def report_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _screen(path: Path, *, scored: bool) -> SlideResult:
     oracle = OracleDetector(path, tile_size=256, overlap=128, mpp=0.5, check_pixels=False)
     try:
-        scorer = default_scorer(oracle.info, k=4) if scored else None
+        # the 1024-px slide holds tens of squamous cells: an adequacy minimum calibrated for it
+        adequacy = AdequacyRules(min_squamous_cells=10)
+        scorer = default_scorer(oracle.info, k=4, adequacy=adequacy) if scored else None
         return screen_slide(
             path, oracle, ScreenSettings(tile_size=256, overlap=128, read_threads=1), scorer=scorer
         )

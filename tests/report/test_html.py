@@ -53,10 +53,12 @@ def test_page_is_self_contained_with_every_image(
     images = [a["src"] for t, a in tags if t == "img"]
     assert all(src.startswith("data:image/") for src in images)
     n_cells = sum(len(c) for c in report["top_cells"].values()) + len(report["evidence"])
-    assert len(images) == 1 + n_cells + 1  # thumbnail, gallery and evidence crops, histogram
+    # thumbnail, focus map, gallery and evidence crops, histogram
+    assert len(images) == 1 + 1 + n_cells + 1
     thumb = _decode(images[0])
     assert thumb.shape == (512, 512, 3)  # the square 1024 px slide shrunk to 512
-    assert all(_decode(src).shape == (96, 96, 3) for src in images[1:-1])
+    assert _decode(images[1]).shape == (512, 512, 3)  # the focus map is the thumbnail, tinted
+    assert all(_decode(src).shape == (96, 96, 3) for src in images[2:-1])
     assert images[-1].startswith("data:image/png")
     assert report["score"]["category"] in text and "slide7.tiff" in text
     assert "case-Jane-Doe" not in text  # the slide's folder never appears

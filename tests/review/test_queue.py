@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import pytest
 
+from cytolt import bethesda
 from cytolt.review import ReviewQueue
 from cytolt.store import DetectionStore
 
 
-def test_queue_ranks_rare_classes_first_and_best_scores_first(run):
+def test_queue_ranks_the_most_severe_classes_first_and_best_scores_first(run):
     with DetectionStore(run.store_path) as store:
         names = store.class_names
         counts = store.counts(run.slide_id)
         queue = ReviewQueue(store, run.slide_id, per_class=4)
         present = [n for n in names if counts[n]]
-        assert queue.classes == present[::-1]  # tail (abnormal) classes first
+        # abnormal classes most severe first (cytolt.bethesda.review_order), then organisms, then the rest
+        assert queue.classes == [n for n in bethesda.review_order(names) if n in present]
+        assert queue.classes[:2] == [c for c in ("scc", "hsil") if c in present][:2]
         assert len(queue) == sum(min(4, counts[n]) for n in present)
         for name in queue.classes:
             items = queue.items_of(name)

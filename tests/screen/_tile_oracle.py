@@ -122,11 +122,16 @@ def write_model_dir(folder: Path) -> Path:
     model; the detector comes from a factory (or a patched ``cytolt.detect.load``)."""
     import torch
 
+    from cytolt.adequacy import AdequacyRules
     from cytolt.detect import ModelFolder, ModelInfo
+    from cytolt.screen import default_scorer
     from cytolt.synth import CLASSES
 
     info = ModelInfo(classes=tuple(CLASSES), mpp=TILE["mpp"])
-    return ModelFolder.write(folder, config="", weights={"stand_in": torch.zeros(1)}, info=info).path
+    model = ModelFolder.write(folder, config="", weights={"stand_in": torch.zeros(1)}, info=info)
+    # the test slides hold tens of squamous cells, not Bethesda's 5,000: a scorer calibrated for them
+    model.write_scorer(default_scorer(info, adequacy=AdequacyRules(min_squamous_cells=1)))
+    return model.path
 
 
 def truncated_copy(slide: Path, out: Path) -> Path:

@@ -103,9 +103,10 @@ def test_a_refit_starts_from_the_default_scorer(slides, model_dir, tmp_path, mon
 def test_a_failed_slide_stops_the_fit_and_is_named(slides, model_dir, tmp_path, monkeypatch) -> None:
     _use_dim_oracle(monkeypatch, slides[:1])
     missing = tmp_path / "gone.svs"
+    before = (model_dir / "scorer.json").read_bytes()
     with pytest.raises(ValueError, match=r"gone\.svs"):
         fit_slide_scorer([slides[0], missing], ["NILM", "HSIL"], model_dir, tmp_path / "calib", settings=TILE)
-    assert not (model_dir / "scorer.json").exists()
+    assert (model_dir / "scorer.json").read_bytes() == before  # the model's scorer is left as it was
 
 
 def test_labels_are_checked_before_any_screening(slides, model_dir, tmp_path) -> None:

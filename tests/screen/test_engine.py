@@ -154,8 +154,14 @@ def test_result_fields_store_and_score(hsil_slide: Path, tmp_path: Path) -> None
     assert result.timings["store"] > computed.timings["store"] == 0  # the recorder's writes are timed
     assert len(stored) == len(result.detections) and stored.class_scores is not None
     torch.testing.assert_close(stored.scores.sort().values, result.detections.scores.sort().values)
-    # the HSIL slide's planted hsil cells make the call
-    assert result.score is not None and result.score.category == "HSIL+"
+    # the HSIL slide's planted hsil cells make the call, but its 96 squamous cells are far from Bethesda's 5,000
+    assert (
+        result.score is not None and result.score.triage == "HSIL+" and result.score.interpretation == "HSIL"
+    )
+    assert result.score.category == "Unsatisfactory" and not result.score.satisfactory
+    assert result.score.adequacy.reasons == (
+        f"{result.score.adequacy.squamous_cells} well-visualised squamous cells, fewer than the 5000 required",
+    )
     assert result.score.counts["hsil"] == result.counts["hsil"] > 0
 
 

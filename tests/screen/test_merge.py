@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from cytolt.detect.types import Detections
+from cytolt.screen.cells import group_cells
 from cytolt.screen.merge import merge_tiles
 
 
@@ -111,18 +112,20 @@ def test_every_planted_cell_is_found_exactly_once(method: str, seed: int) -> Non
     assert (_match(raw, cells) >= 2).sum() > 5
     assert len(raw) > len(cells) + 20
 
-    merged = merge_tiles(per_tile, tiles, method=method)
+    merged = group_cells(merge_tiles(per_tile, tiles, method=method), num_classes)
 
     assert len(merged) == len(cells), f"{len(merged)} detections for {len(cells)} cells"
     counts = _match(merged, cells)
     assert (counts == 1).all(), f"cells found {counts[counts != 1]} times"
     assert torch.all(merged.scores[:-1] >= merged.scores[1:])  # sorted by score
-    # the kept view is the whole cell, so its label is the planted one
+    # every cell keeps its planted class's evidence (a whole view scores it >= 0.7), whatever its cut views said
     order = [int(np.argmax(_match(merged.select([i]), cells))) for i in range(len(merged))]
-    assert (merged.labels.numpy() == labels[order]).all()
+    planted = merged.class_scores.numpy()[np.arange(len(merged)), labels[order]]
+    assert (planted >= 0.7 - 1e-6).all()
+    assert (merged.scores.numpy() >= planted - 1e-6).all()
 
 
-def test_truncated_box_from_neighbour_is_dropped_even_with_higher_score_and_other_label() -> None:
+def test_a_cut_view_gives_way_to_the_whole_view_and_keeps_its_evidence() -> None:
     # two tiles side by side sharing x in [192, 256); a cell at x 230-280 is whole only in the right tile
     tiles = np.array([[0, 0, 256, 256], [192, 0, 256, 256]], dtype=float)
     left = Detections(
@@ -131,19 +134,31 @@ def test_truncated_box_from_neighbour_is_dropped_even_with_higher_score_and_othe
     right = Detections(
         boxes=[[230, 100, 280, 140]], scores=[0.6], labels=[1], class_scores=[[0.1, 0.6, 0.2, 0.1]]
     )
+    whole = torch.tensor([230.0, 100, 280, 140])
     for method in ("nms", "wbf"):
+        # another label: the cut view moves onto the whole view's box, and the two are one cell
         merged = merge_tiles([left, right], tiles, method=method)
-        assert len(merged) == 1
-        torch.testing.assert_close(merged.boxes[0], torch.tensor([230.0, 100, 280, 140]))
-        assert int(merged.labels[0]) == 1
+        assert len(merged) == 2 and all(torch.allclose(b, whole) for b in merged.boxes)
+        (cell,) = [group_cells(merged, 4)]
+        assert len(cell) == 1 and torch.allclose(cell.boxes[0], whole)
+        torch.testing.assert_close(cell.class_scores[0], torch.tensor([0.1, 0.6, 0.2, 0.95]))
+        assert int(cell.labels[0]) == 3 and float(cell.scores[0]) == pytest.approx(0.95)
+        # the same label: the cut view is dropped and the whole view keeps the higher score
+        same = Detections(boxes=left.boxes, scores=[0.95], labels=[1], class_scores=[[0, 0.95, 0.05, 0]])
+        merged = merge_tiles([same, right], tiles, method=method)
+        assert len(merged) == 1 and torch.allclose(merged.boxes[0], whole)
+        assert float(merged.scores[0]) == pytest.approx(0.95)
+        torch.testing.assert_close(merged.class_scores[0], torch.tensor([0.1, 0.95, 0.2, 0.1]))
     # a cut box the detector did not clip to its tile (x1 = 262 > 256) still counts as touching the edge
-    unclipped = Detections(boxes=[[230, 100, 262, 140]], scores=[0.95], labels=[3])
-    whole = Detections(boxes=right.boxes, scores=right.scores, labels=right.labels)
-    assert len(merge_tiles([unclipped, whole], tiles)) == 1
-    # without rule 1 the half cell (IoU 0.52 but another label) survives next to the whole one
-    assert len(merge_tiles([left, right], tiles, border_margin=None)) == 2
-    # with a same-label requirement, a differently labelled cut view is not dropped either
-    assert len(merge_tiles([left, right], tiles, truncation_any_label=False)) == 2
+    unclipped = Detections(boxes=[[230, 100, 262, 140]], scores=[0.95], labels=[1])
+    whole_view = Detections(boxes=right.boxes, scores=right.scores, labels=right.labels)
+    assert len(merge_tiles([unclipped, whole_view], tiles)) == 1
+    # without rule 1 the half cell (IoU 0.52, another label) stays where it was, beside the whole one
+    kept = merge_tiles([left, right], tiles, border_margin=None)
+    assert len(kept) == 2 and not all(torch.allclose(b, whole) for b in kept.boxes)
+    # with a same-label requirement, a differently labelled cut view is left where it was too
+    kept = merge_tiles([left, right], tiles, truncation_any_label=False)
+    assert not all(torch.allclose(b, whole) for b in kept.boxes)
 
 
 def test_box_at_the_outer_edge_of_the_region_is_not_truncated() -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from napari_cytolt._reader import layer_info
 
+from cytolt import bethesda
 from cytolt.demo_run import make_demo_run
 from cytolt.store import DetectionStore, check_qupath_geojson
 
@@ -55,7 +56,7 @@ def test_widget_lists_classes_and_cells_of_the_run(make_napari_viewer, demo_run)
         gallery_class = widget.gallery_class.currentData()
         _, top = store.top_k(demo_run.slide_id, gallery_class, widget.per_class)
     listed = [widget.gallery_class.itemData(i) for i in range(widget.gallery_class.count())]
-    assert listed == [n for n in reversed(names) if counts[n]]  # rare classes first
+    assert listed == [n for n in bethesda.review_order(names) if counts[n]]  # most severe abnormal first
     assert gallery_class == listed[0]
     assert widget.gallery_ids() == top.tolist()
     table = {
