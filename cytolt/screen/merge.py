@@ -31,6 +31,7 @@ Choose an overlap larger than the largest cell (at 0.5 um/px a squamous cell is 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -39,9 +40,28 @@ from torchvision.ops import batched_nms
 from cytolt.detect.types import Detections
 from cytolt.screen.settings import MERGE_METHODS
 
-__all__ = ["MERGE_METHODS", "WBF_CONF_TYPES", "merge_tiles", "pairs_with_iou"]
+__all__ = ["MERGE_METHODS", "WBF_CONF_TYPES", "TruncationRule", "merge_tiles", "pairs_with_iou"]
 
 WBF_CONF_TYPES = ("avg", "max", "box_and_model_avg", "absent_model_aware_avg")  # ensemble_boxes 1.0.9
+
+
+@dataclass(frozen=True, kw_only=True)
+class TruncationRule:
+    """Rule 1's settings (see the module docstring).
+
+    Attributes:
+        border_margin: px; a box this close to an inner tile edge counts as truncated.
+        min_ios: fraction of a truncated box that a larger box from another tile must cover.
+        any_label: the covering box may have any label (default); False requires the same label.
+    """
+
+    border_margin: float = 2.0
+    min_ios: float = 0.7
+    any_label: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.min_ios <= 1.0:
+            raise ValueError(f"min_ios must be in (0, 1]; got {self.min_ios}")
 
 
 def merge_tiles(
@@ -50,9 +70,7 @@ def merge_tiles(
     *,
     method: str = "nms",
     iou_thr: float = 0.5,
-    border_margin: float | None = 2.0,
-    truncation_ios: float = 0.7,
-    truncation_any_label: bool = True,
+    truncation: TruncationRule | None = TruncationRule(),  # noqa: B008 - frozen, so one shared default is safe
     class_agnostic: bool = False,
     wbf_conf_type: str = "avg",
 ) -> Detections:
@@ -64,10 +82,7 @@ def merge_tiles(
         method: ``"nms"`` keeps the best-scoring box of each group; ``"wbf"`` averages the group's boxes
             weighted by score (score = mean score of the group) and its ``class_scores`` likewise.
         iou_thr: boxes of one class (of any class with ``class_agnostic``) with IoU above this are one object.
-        border_margin: px; a box this close to an inner tile edge counts as truncated (rule 1); None turns
-            rule 1 off.
-        truncation_ios: fraction of a truncated box that a larger box from another tile must cover to drop it.
-        truncation_any_label: rule 1 ignores labels (default); False requires the same label.
+        truncation: rule 1's settings; None turns rule 1 off.
         class_agnostic: merge boxes of different labels too.
         wbf_conf_type: ``conf_type`` passed to ensemble_boxes (``"avg"``, ``"max"``, ...).
 
@@ -85,8 +100,8 @@ def merge_tiles(
         raise ValueError(f"tiles must have shape (T, 4) as x, y, w, h; got {tiles_np.shape}")
     if len(per_tile) != len(tiles_np):
         raise ValueError(f"got {len(per_tile)} per-tile detections for {len(tiles_np)} tiles")
-    if not 0.0 < iou_thr <= 1.0 or not 0.0 < truncation_ios <= 1.0:
-        raise ValueError(f"iou_thr and truncation_ios must be in (0, 1]; got {iou_thr}, {truncation_ios}")
+    if not 0.0 < iou_thr <= 1.0:
+        raise ValueError(f"iou_thr must be in (0, 1]; got {iou_thr}")
     device = per_tile[0].device if len(per_tile) else torch.device("cpu")
     if not len(per_tile):
         return Detections.empty(device=device)
@@ -101,15 +116,9 @@ def merge_tiles(
 
     contested = _contested(boxes, tile_of, tiles_xyxy)
     idx = np.flatnonzero(contested)
-    if idx.size and border_margin is not None:
+    if idx.size and truncation is not None:
         cover, same_cell = _fullest_cover(
-            boxes[idx],
-            dets.labels.numpy()[idx],
-            tile_of[idx],
-            tiles_xyxy,
-            border_margin=border_margin,
-            min_ios=truncation_ios,
-            any_label=truncation_any_label,
+            boxes[idx], dets.labels.numpy()[idx], tile_of[idx], tiles_xyxy, truncation
         )
         covered = cover >= 0
         # a cut view only hands its evidence to a cover it is a part of; inside another, larger cell it just goes
@@ -221,14 +230,7 @@ def _contested(boxes: np.ndarray, tile_of: np.ndarray, tiles_xyxy: np.ndarray) -
 
 
 def _fullest_cover(
-    boxes: np.ndarray,
-    labels: np.ndarray,
-    tile_of: np.ndarray,
-    tiles_xyxy: np.ndarray,
-    *,
-    border_margin: float,
-    min_ios: float,
-    any_label: bool,
+    boxes: np.ndarray, labels: np.ndarray, tile_of: np.ndarray, tiles_xyxy: np.ndarray, rule: TruncationRule
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rule 1 for N contested boxes: ``cover`` (N,) int, for a box that touches an inner edge of its tile and is
     covered by a larger box from another tile, the index of the largest such box (-1 for every other box);
@@ -242,7 +244,7 @@ def _fullest_cover(
     )
     # one-sided, so a box a detector did not clip to its tile still counts as touching the edge it crosses
     near = np.concatenate(
-        [boxes[:, :2] <= own[:, :2] + border_margin, boxes[:, 2:] >= own[:, 2:] - border_margin], 1
+        [boxes[:, :2] <= own[:, :2] + rule.border_margin, boxes[:, 2:] >= own[:, 2:] - rule.border_margin], 1
     )
     at_border = inner & near  # (N, 4): which of x0, y0, x1, y1 lies on an inner edge of its tile
     truncated = at_border.any(axis=1)
@@ -255,11 +257,11 @@ def _fullest_cover(
     qi = t_idx[qi]
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     ok = (tile_of[qi] != tile_of[rj]) & (area[rj] > area[qi])
-    if not any_label:
+    if not rule.any_label:
         ok &= labels[qi] == labels[rj]
     qi, rj = qi[ok], rj[ok]
     ios = _inter_pairs(boxes[qi], boxes[rj]) / np.maximum(area[qi], 1e-12)
-    qi, rj = qi[ios >= min_ios], rj[ios >= min_ios]
+    qi, rj = qi[ios >= rule.min_ios], rj[ios >= rule.min_ios]
     order = np.lexsort((area[rj], qi))  # per truncated box, its covers by ascending area: the largest last
     out[qi[order]] = rj[order]
     q = np.flatnonzero(out >= 0)

@@ -8,7 +8,7 @@ import torch
 
 from cytolt.detect.types import Detections
 from cytolt.screen.cells import group_cells
-from cytolt.screen.merge import merge_tiles
+from cytolt.screen.merge import TruncationRule, merge_tiles
 
 
 def _grid(width: int, height: int, tile: int, overlap: int, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
@@ -154,10 +154,10 @@ def test_a_cut_view_gives_way_to_the_whole_view_and_keeps_its_evidence() -> None
     whole_view = Detections(boxes=right.boxes, scores=right.scores, labels=right.labels)
     assert len(merge_tiles([unclipped, whole_view], tiles)) == 1
     # without rule 1 the half cell (IoU 0.52, another label) stays where it was, beside the whole one
-    kept = merge_tiles([left, right], tiles, border_margin=None)
+    kept = merge_tiles([left, right], tiles, truncation=None)
     assert len(kept) == 2 and not all(torch.allclose(b, whole) for b in kept.boxes)
     # with a same-label requirement, a differently labelled cut view is left where it was too
-    kept = merge_tiles([left, right], tiles, truncation_any_label=False)
+    kept = merge_tiles([left, right], tiles, truncation=TruncationRule(any_label=False))
     assert not all(torch.allclose(b, whole) for b in kept.boxes)
 
 
