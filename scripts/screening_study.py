@@ -98,6 +98,16 @@ PUBLISHED = (
 # Triage call -> the interpretation it stands for when a report carries no interpretation.
 TRIAGE_INTERPRETATION = {"NILM": "NILM", "ASC-US+": "ASC-US", "HSIL+": "HSIL"}
 READING_MARKER = "<!-- READING: write from the numbers of a real run of the default -->"
+# A person's reading of a real run's numbers, kept apart so a regenerated page keeps it (rewrite it when the
+# numbers change); without it the page holds the marker.
+READING_FILE = "screening_reading.md"
+
+
+def _reading(out: Path) -> list[str]:
+    path = out / READING_FILE
+    if path.is_file():
+        return [path.read_text().strip()]
+    return [READING_MARKER, "", "_(to be written from the numbers above)_"]
 
 
 @dataclass(frozen=True)
@@ -814,9 +824,7 @@ def write_markdown(path: Path, study: dict[str, Any]) -> None:
         "",
         "## Reading",
         "",
-        READING_MARKER,
-        "",
-        "_(to be written from the numbers above)_",
+        *_reading(path.parent),
         "",
         "## How the calls were read",
         "",
