@@ -24,8 +24,20 @@ import numpy as np
 
 from cytolt.io.focus import DEFAULT_FOCUS_THRESHOLD
 
-__all__ = ["SATISFACTORY", "UNSATISFACTORY", "Adequacy", "AdequacyRules", "SlideQuality", "assess_adequacy"]
+__all__ = [
+    "MIN_SQUAMOUS_FRACTION",
+    "SATISFACTORY",
+    "UNSATISFACTORY",
+    "Adequacy",
+    "AdequacyRules",
+    "SlideQuality",
+    "assess_adequacy",
+]
 
+# The adequacy minimum as a share of a typical slide's squamous cells: Bethesda's 5,000 of the 50-75 thousand
+# cells of a ThinPrep spot (DOMAIN.md; cytolt.synth.classes), i.e. 5,000 / 62,500. Applied to the squamous count
+# of slides smaller than a real spot (synthetic ones, a lab's crops), it gives a minimum that means the same.
+MIN_SQUAMOUS_FRACTION = 5000 / 62500
 SATISFACTORY = "satisfactory"
 UNSATISFACTORY = "unsatisfactory"
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from cytolt import bethesda
+from cytolt.adequacy import MIN_SQUAMOUS_FRACTION, AdequacyRules
 from cytolt.review import RunSlide, open_run
 from cytolt.store import DetectionStore, RunFolder
 
@@ -78,7 +80,12 @@ def make_demo_run(
         scores = np.concatenate([scores, rng.random(n_random)])
     boxes[:, 0::2] = boxes[:, 0::2].clip(0, size[0])
     boxes[:, 1::2] = boxes[:, 1::2].clip(0, size[1])
-    scorer = SlideScorer(class_names=names, abnormal_classes=list(ABNORMAL))
+    # What a screening run records besides detections: the tiles it examined with their focus, and a scorer
+    # whose adequacy minimum suits a slide this small (the rule fit_slide_scorer applies to calibration slides).
+    tiles, sharpness, cellular = _examined_tiles(slide_path)
+    squamous = sum(bethesda.class_key(name) in bethesda.SQUAMOUS for _, name in cells)
+    adequacy = AdequacyRules(min_squamous_cells=int(MIN_SQUAMOUS_FRACTION * squamous))
+    scorer = SlideScorer(class_names=names, abnormal_classes=list(ABNORMAL), adequacy=adequacy)
     params = {"scorer": scorer.to_dict(), "colors": {n: list(CLASS_COLORS[n]) for n in names}}
     with DetectionStore(run.store_path) as store:
         run_id = store.add_run(model="synthetic ground truth (cytolt.demo_run.make_demo_run)", params=params)
@@ -88,8 +95,24 @@ def make_demo_run(
             Detections(boxes=boxes.astype(np.float32), scores=scores.astype(np.float32), labels=labels),
             names,
         )
+        store.replace_tiles(sid, tiles, sharpness, cellular)
         store.set_slide_status(sid, "done")
     return open_run(run.path, slide=sid)
+
+
+def _examined_tiles(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The slide's 512-px tiles at 0.5 um/px (level-0 xywh) with their measured focus (cytolt.io.focus)."""
+    from cytolt.io import TileGrid, open_slide, tissue_mask
+    from cytolt.io.focus import tile_focus
+
+    with open_slide(path) as slide:
+        grid = TileGrid(slide, tile_size=512, overlap=0, mpp=0.5, mask=tissue_mask(slide))
+        pixels = np.stack([grid.read(slide, i) for i in range(len(grid))]) if len(grid) else None
+    xywh = np.asarray(grid.xywh, dtype=np.float64).reshape(-1, 4)
+    if pixels is None:
+        return xywh, np.zeros(0), np.zeros(0)
+    sharpness, cellular = tile_focus(pixels)
+    return xywh, sharpness, cellular
 
 
 def _demo_slide(

@@ -4,7 +4,6 @@ reports the planted cells), every output written, and a second run that reuses e
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -12,18 +11,10 @@ from pathlib import Path
 import pytest
 
 import cytolt.detect
-from cytolt.synth import make_slide
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "screen"))  # the oracles import each other by module name
 from _tile_oracle import write_model_dir  # noqa: E402
-
-NEEDS = {"blur", "density", "abnormal"} - set(inspect.signature(make_slide).parameters)
-pytestmark = pytest.mark.skipif(
-    bool(NEEDS),
-    reason=f"needs cytolt.synth.make_slide({', '.join(sorted(NEEDS))}=...) (issue 16 item 2, the generator's "
-    "blurred, low-cellularity and few-cell slides)",
-)
 
 
 def load_script(monkeypatch):

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cytolt.adequacy import SlideQuality
 from cytolt.review.run import RunSlide, run_params
 from cytolt.store import DetectionStore
 
@@ -60,7 +61,9 @@ def slide_summary(run: RunSlide, store: DetectionStore) -> SlideSummary:
     if scorer is None:
         return SlideSummary(run.name, None, None, None, counts, sum(counts.values()), "store")
     dets, _ = store.query(run.slide_id)
-    result = scorer.score(dets)
+    # adequacy from the tiles the run recorded: a slide is never summarised as NILM unexamined (a store from
+    # before tiles were recorded has none, so such a slide reads "no cellular area", i.e. Unsatisfactory)
+    result = scorer.score(dets, SlideQuality(*store.tiles(run.slide_id)))
     return SlideSummary(
         run.name, result.slide_score, result.category, result.reason, counts, sum(counts.values()), "scorer"
     )

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cytolt import bethesda
+from cytolt.adequacy import MIN_SQUAMOUS_FRACTION
 from cytolt.aggregate import SlideScorer
 from cytolt.detect.model_folder import ModelFolder
 from cytolt.screen.batch import screen_slides
@@ -26,11 +27,6 @@ from cytolt.screen.settings import ScreenSettings
 
 __all__ = ["BETHESDA_CATEGORIES", "MIN_SQUAMOUS_FRACTION", "ScorerFit", "category_for", "fit_slide_scorer"]
 
-# The adequacy minimum as a share of a typical slide's squamous cells: Bethesda's 5,000 of the 50-75 thousand
-# cells of a ThinPrep spot (DOMAIN.md; cytolt.synth.classes), i.e. 5,000 / 62,500. Applied to the median
-# well-visualised squamous count of the labelled slides, it gives slides smaller than a real spot (synthetic
-# ones, a lab's crops) a minimum that means the same thing.
-MIN_SQUAMOUS_FRACTION = 5000 / 62500
 
 # Bethesda slide labels (cytolt.synth.SLIDE_LABELS, DOMAIN.md) -> the default scorer's triage categories
 # (cytolt.bethesda.triage_call: ASC-H and AGC are abnormal but not HSIL+, so they land in ASC-US+).

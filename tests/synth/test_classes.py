@@ -80,5 +80,6 @@ def test_squamous_and_abnormal_classes():
 
 
 def test_squamous_classes_agree_with_the_bethesda_vocabulary():
-    bethesda = pytest.importorskip("cytolt.bethesda")
+    from cytolt import bethesda
+
     assert set(SQUAMOUS_CLASSES) == {c for c in CLASSES if bethesda.class_key(c) in bethesda.SQUAMOUS}

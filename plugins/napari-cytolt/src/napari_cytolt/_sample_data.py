@@ -10,8 +10,9 @@ from napari_cytolt._reader import LayerData, read_run
 
 __all__ = ["sample_cache_dir", "sample_run"]
 
-# Bump when the sample's recipe changes, so an old cache is not reused (2: the run records its class colours).
-SAMPLE_VERSION = 2
+# Bump when the sample's recipe changes, so an old cache is not reused (2: the run records its class colours;
+# 3: its examined tiles and an adequacy minimum for its size).
+SAMPLE_VERSION = 3
 SAMPLE_SIZE = (8192, 6144)  # level-0 px at 0.25 um/px: 2 x 1.5 mm, written in about 2 s on 2 cores
 
 
