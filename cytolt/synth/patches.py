@@ -49,6 +49,7 @@ from cytolt.synth.render import (
 )
 
 SPLIT_NAMES = ("train", "val", "test")
+LARGE_TEST = "test_large"  # the optional larger test split (``large_test``), its own annotation file
 IMAGE_FORMATS = ("jpg", "png")
 
 # Below this many training images the LVIS thresholds are scaled down proportionally (at 200 images they are
@@ -226,6 +227,7 @@ def make_patch_dataset(
     image_format: str = "jpg",
     quality: int = 90,
     rare_common_max: tuple[int, int] | None = None,
+    large_test: tuple[int, int] | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Write a long-tailed COCO/LVIS patch dataset of ``images`` RGB ``size`` x ``size`` patches.
@@ -237,6 +239,10 @@ def make_patch_dataset(
     else ``annotations.json``. LVIS ``frequency`` comes from the training images' counts with
     :func:`frequency_thresholds` (or ``rare_common_max`` = (rare_max, common_max)) and is the
     same in every split file, as in LVIS v1; ``image_count``/``instance_count`` are each file's own.
+
+    ``large_test`` = (images, min_instances) adds a separate test split ``annotations_test_large.json`` of that
+    many images (ids after the others'), drawn with the same long tail but every class raised to at least
+    ``min_instances`` instances, so that tail-class AP rests on enough cells; the other splits' bytes do not change.
 
     Returns a summary: ``annotation_files`` (split -> path), ``instance_counts``, ``image_counts`` (train),
     ``frequency``, ``thresholds``, ``images``.
@@ -276,10 +282,14 @@ def make_patch_dataset(
     bags: list[tuple[str, list[str]]] = []
     for s, name in enumerate(splits):
         bags += [(name, bag) for bag in _deal(rng, per_split_counts[s], n_images[s])] if n_images[s] else []
+    written = splits
+    if large_test is not None:
+        bags += _large_test_bags(large_test, imbalance=imbalance, cells_per_image=cells_per_image, seed=seed)
+        written = (*splits, LARGE_TEST)
 
     # One texture set for the whole dataset; each image reads it at its own offset.
     textures = Textures(np.random.default_rng([seed, 0x7E4]), mpp=mpp, period=1024, max_window=size + 128)
-    records: dict[str, dict[str, list]] = {s: {"images": [], "annotations": []} for s in splits}
+    records: dict[str, dict[str, list]] = {s: {"images": [], "annotations": []} for s in written}
     ann_id = 0
     for index, (split_name, labels) in enumerate(
         tqdm(bags, desc="patches", unit="img", disable=not progress)
@@ -316,7 +326,7 @@ def make_patch_dataset(
         for name in CLASSES
     }
     files = {}
-    for split_name in splits:
+    for split_name in written:
         rec = records[split_name]
         path = out_dir / ("annotations.json" if split_name == "all" else f"annotations_{split_name}.json")
         _write_json(path, _coco(rec, frequency, split_name, seed=seed, imbalance=imbalance, mpp=mpp))
@@ -330,6 +340,20 @@ def make_patch_dataset(
         "frequency": frequency,
         "thresholds": thresholds,
     }
+
+
+def _large_test_bags(
+    large_test: tuple[int, int], *, imbalance: float, cells_per_image: float, seed: int
+) -> list[tuple[str, list[str]]]:
+    """Labels per image of the large test split: the long tail over its images, each class at least the minimum."""
+    images, minimum = (int(v) for v in large_test)
+    if images < 1 or minimum < 0:
+        raise ValueError(f"large_test must be (images >= 1, min_instances >= 0); got {large_test}")
+    counts = long_tail_instances_per_class(images, imbalance=imbalance, cells_per_image=cells_per_image)
+    counts = {name: max(n, minimum) for name, n in counts.items()}
+    # Its own random stream, so the train/val/test draws above stay as they were without the option.
+    rng = np.random.default_rng([seed, 0x7E57])
+    return [(LARGE_TEST, bag) for bag in _deal(rng, counts, images)]
 
 
 def _images_per_class(annotations: Sequence[dict[str, Any]]) -> dict[str, int]:

@@ -184,3 +184,23 @@ def test_frequency_groups_come_from_image_counts(dataset):
     assert summary["frequency"][CLASSES[0]] == "f"
     assert summary["frequency"][CLASSES[-1]] == "c"
     assert 1 <= summary["image_counts"][CLASSES[-1]] <= summary["instance_counts"][CLASSES[-1]]
+
+
+def test_large_test_split_has_the_minimum_per_class_and_leaves_the_others_unchanged(tmp_path):
+    kw = dict(images=30, size=128, imbalance=10, seed=4, split=(0.6, 0.2, 0.2))
+    make_patch_dataset(tmp_path / "plain", **kw)
+    summary = make_patch_dataset(tmp_path / "large", large_test=(12, 5), **kw)
+    assert set(summary["annotation_files"]) == {"train", "val", "test", "test_large"}
+    large = json.loads((tmp_path / "large" / "annotations_test_large.json").read_text())
+    assert len(large["images"]) == 12
+    per_class = [sum(a["category_id"] == k + 1 for a in large["annotations"]) for k in range(len(CLASSES))]
+    assert min(per_class) >= 5 and per_class[0] > per_class[-1]  # the tail raised, the head still first
+    for name in ("train", "val", "test"):
+        plain = json.loads((tmp_path / "plain" / f"annotations_{name}.json").read_text())
+        assert json.loads((tmp_path / "large" / f"annotations_{name}.json").read_text()) == plain
+        assert max(img["id"] for img in plain["images"]) < min(img["id"] for img in large["images"])
+    assert [c["frequency"] for c in large["categories"]] == [c["frequency"] for c in plain["categories"]]
+    first = large["images"][0]["file_name"]
+    assert (tmp_path / "large" / first).is_file()
+    with pytest.raises(ValueError, match="large_test"):
+        make_patch_dataset(tmp_path / "bad", large_test=(0, 5), **kw)
