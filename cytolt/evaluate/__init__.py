@@ -1,8 +1,9 @@
-"""Detection and slide-level evaluation: LVIS/COCO AP through lvis-api and pycocotools, fixed AP,
-per-class AP, a confusion matrix of matched detections, and slide AUC / sensitivity at specificity.
+"""Detection and slide-level evaluation: LVIS/COCO AP (faster-coco-eval by default, lvis-api and pycocotools as
+the references, same numbers), fixed AP, per-class AP, a confusion matrix of matched detections, and slide AUC /
+sensitivity at specificity.
 
-Importing this package loads numpy only; lvis-api, pycocotools, scipy and matplotlib are imported by the
-functions that use them. Never imports mmdet. See docs/evaluate.md.
+Importing this package loads numpy only; faster-coco-eval, lvis-api, pycocotools, scipy and matplotlib are
+imported by the functions that use them. Never imports mmdet. See docs/evaluate.md.
 """
 
 from cytolt.evaluate._common import category_names

@@ -8,7 +8,8 @@ detections per class over the whole dataset, so each class is scored on its own 
 challenge adopted the same limits (lvis-api's later ``max_dets_per_cat=10000, max_dets_per_im=-1``).
 
 Here the per-class selection is done first (on the raw results, before the federated filtering, as
-lvis-api does it), then lvis-api 0.5.3 runs with ``max_dets=-1`` (no per-image limit).
+lvis-api does it), then the LVIS evaluator runs with ``max_dets=-1`` (no per-image limit): faster-coco-eval
+by default, lvis-api 0.5.3 with ``engine="reference"`` (the same numbers).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cytolt.evaluate._common import DetectionsLike, GtLike, check_iou_type, load_detections, load_gt
-from cytolt.evaluate.lvis import run_lvis
+from cytolt.evaluate.lvis import lvis_results, run_lvis
 
 # Dave et al. 2021: top 10,000 detections per class over the dataset (the LVIS 2021 challenge rule too).
 FIXED_AP_DETS_PER_CLASS = 10_000
@@ -47,17 +48,19 @@ def fixed_ap(
     *,
     iou_type: str = "bbox",
     dets_per_class: int = FIXED_AP_DETS_PER_CLASS,
+    engine: str = "fast",
 ) -> dict[str, float]:
     """Fixed AP of Dave et al. 2021: top ``dets_per_class`` per class over the dataset, no per-image cap.
 
     Returns the same keys as ``lvis_eval`` (AP, AP50, AP75, APs, APm, APl, APr, APc, APf) with the recall
     keys named after the limit, as later lvis-api versions name them: "AR@10000/cat", "ARs@10000/cat", ...
+    ``engine``: "fast" (faster-coco-eval, default) or "reference" (lvis-api).
     """
     check_iou_type(iou_type)
     gt_data, source = load_gt(gt, lvis=True)
     dets = load_detections(detections, gt_data, source, iou_type=iou_type)
     kept = top_k_per_class(dets, dets_per_class)
-    ev = run_lvis(gt_data, kept, iou_type=iou_type, max_dets=-1)
+    ev = run_lvis(gt_data, kept, iou_type=iou_type, max_dets=-1, engine=engine)
     suffix = f"@{dets_per_class}/cat"
     # lvis-api 0.5.3 names recall keys after params.max_dets, which is -1 here ("AR@-1").
-    return {key.replace("@-1", suffix): float(value) for key, value in ev.get_results().items()}
+    return {key.replace("@-1", suffix): value for key, value in lvis_results(ev, -1).items()}

@@ -1,4 +1,4 @@
-"""Per-class AP read from a finished evaluator's precision array (lvis-api or pycocotools).
+"""Per-class AP read from a finished evaluator's precision array (lvis-api, pycocotools or faster-coco-eval).
 
 A class's AP is the mean of its precision over all IoU thresholds and recall points, area range "all"
 (and, for COCO, the largest maxDets), skipping the -1 entries the evaluators write where a class has no
@@ -21,9 +21,11 @@ def _mean_valid(p: np.ndarray) -> float:
 
 
 def per_class_ap_from_eval(ev: Any) -> dict[str, float]:
-    """Per-class AP from a finished ``lvis.LVISEval`` or ``pycocotools.cocoeval.COCOeval``.
+    """Per-class AP from a finished ``lvis.LVISEval``, ``pycocotools.cocoeval.COCOeval`` or faster-coco-eval
+    ``COCOeval_faster`` (COCO or LVIS style).
 
-    Precision shapes: LVIS (T iou, R recall, K class, A area); COCO (T, R, K, A, M maxDets).
+    Precision shapes: lvis-api (T iou, R recall, K class, A area); the COCOeval pair (T, R, K, A, M maxDets),
+    read at the largest maxDets.
     Returns {class name: AP}, -1 for a class without ground truth, in category-id order.
     """
     if not getattr(ev, "eval", None) or "precision" not in ev.eval:
@@ -32,7 +34,7 @@ def per_class_ap_from_eval(ev: Any) -> dict[str, float]:
     if precision.ndim == 4:  # lvis-api
         cats = ev.lvis_gt.load_cats(ev.params.cat_ids)
         per_k = [precision[:, :, k, 0] for k in range(len(cats))]
-    elif precision.ndim == 5:  # pycocotools
+    elif precision.ndim == 5:  # pycocotools, faster-coco-eval
         cats = ev.cocoGt.loadCats(ev.params.catIds)
         per_k = [precision[:, :, k, 0, -1] for k in range(len(cats))]
     else:
