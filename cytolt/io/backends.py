@@ -7,37 +7,114 @@ them all.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from cytolt.io.errors import SlideError, unsupported_format
 from cytolt.io.openslide_backend import OpenSlideSlide
 from cytolt.io.slide import MppArg, Slide, SlideSpec, parse_mpp
 from cytolt.io.tiff_backend import TiffSlide
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "BACKEND_CHOICES", "choose_backend", "open_slide", "open_spec"]
+__all__ = [
+    "AUTO_ORDER",
+    "BACKENDS",
+    "BACKEND_CHOICES",
+    "BackendChoice",
+    "choose_backend",
+    "explain_backend",
+    "open_slide",
+    "open_spec",
+]
 
 # backend name -> class; the names are what ``open_slide(backend=...)`` and ``SlideSpec.backend`` hold.
 BACKENDS: dict[str, type[Slide]] = {cls.backend: cls for cls in (OpenSlideSlide, TiffSlide)}
 BACKEND_CHOICES: tuple[str, ...] = ("auto", *BACKENDS)
-# "auto" asks the backends in this order. tifffile+zarr comes first for the plain TIFF pyramids it decodes: it
-# sees SubIFD/OME pyramids (OpenSlide does not) and decodes tiles faster. OpenSlide, last, takes vendor
-# flavours (SVS, NDPI, SCN, Philips, Ventana BIF), DICOM and every file no backend claims, so that its error
-# says why such a file cannot be read.
+# "auto" asks the backends in this order: the fastest first. tifffile+zarr decodes tiles straight from their
+# byte offsets (bench/bench_read.py: several times OpenSlide's tiles/s) and sees SubIFD/OME pyramids, which
+# OpenSlide does not. OpenSlide, last, takes the vendor flavours tifffile does not lay out as OpenSlide does
+# (NDPI, SCN, Philips, Ventana BIF, SVS with missing tiles or YCbCr JPEG 2000), DICOM and every file no
+# backend claims, so that its error says why such a file cannot be read.
 AUTO_ORDER: tuple[type[Slide], ...] = (TiffSlide, OpenSlideSlide)
 
 
-def choose_backend(path: Path) -> str:
-    """The backend "auto" picks for ``path``: the first of ``AUTO_ORDER`` whose ``can_read`` says yes, else
-    the last one. Raises SlideError when the file cannot be read at all."""
+_CHOSEN: dict[tuple[str, int, int], str] = {}  # choose_backend's memory, oldest first
+_CHOSEN_MAX = 256
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """What ``backend="auto"`` picks for a file and why (``cytolt doctor SLIDE`` prints both)."""
+
+    backend: str
+    reason: str
+
+
+def explain_backend(path: Path) -> BackendChoice:
+    """The backend "auto" picks for ``path``, and why: tifffile (the first of ``AUTO_ORDER``) where its
+    ``can_read`` says yes, else OpenSlide. A file OpenSlide reads too goes to tifffile only where both decode
+    the same pixels (``decoders_differ``), so the choice changes speed, never pixels. Raises SlideError when the
+    file cannot be read at all."""
+    path = Path(path)
     try:
         with open(path, "rb"):
             pass
     except OSError as exc:
         raise SlideError(path, f"cannot read the file: {exc.strerror or exc}") from exc
-    for cls in AUTO_ORDER:
-        if cls.can_read(path):
-            return cls.backend
-    return AUTO_ORDER[-1].backend
+    refusal = TiffSlide.refusal(path)
+    if refusal is not None:
+        return BackendChoice(OpenSlideSlide.backend, f"tifffile not used: {refusal}")
+    if not OpenSlideSlide.can_read(path):
+        return BackendChoice(TiffSlide.backend, "a TIFF layout only tifffile reads")
+    difference = decoders_differ(path)
+    if difference is not None:
+        return BackendChoice(
+            OpenSlideSlide.backend, f"tifffile not used: it differs from OpenSlide, {difference}"
+        )
+    return BackendChoice(TiffSlide.backend, "the fastest reader, and it decodes the same pixels as OpenSlide")
+
+
+def choose_backend(path: Path) -> str:
+    """The name of the backend "auto" picks for ``path`` (see ``explain_backend``), remembered per file
+    version (path, size, modification time): the pipeline opens a slide several times and each probe costs
+    one OpenSlide open and a tile decode per level (10-70 ms)."""
+    try:
+        stat = Path(path).stat()
+        key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        return explain_backend(path).backend  # raises the SlideError that names the problem
+    if key not in _CHOSEN:
+        if len(_CHOSEN) >= _CHOSEN_MAX:
+            _CHOSEN.pop(next(iter(_CHOSEN)))
+        _CHOSEN[key] = explain_backend(path).backend
+    return _CHOSEN[key]
+
+
+def decoders_differ(path: Path) -> str | None:
+    """Where tifffile and OpenSlide read ``path`` differently, or None where they agree.
+
+    Compares one tile per level both see (``TiffSlide.probe_regions``: the one with the most compressed bytes)
+    pixel for pixel, and the level geometry. The layouts that differ by construction (missing tiles, unknown
+    compressions) are refused before this by ``TiffSlide.can_read``; this catches decoders that disagree (a
+    JPEG colour space read two ways, another IDCT). A probe either reader cannot decode counts as a difference,
+    so such a file keeps OpenSlide and its error messages."""
+    try:
+        with TiffSlide(path) as tiff, OpenSlideSlide(path) as osl:
+            if tiff.level_dimensions[0] != osl.level_dimensions[0]:
+                return f"level 0 is {tiff.level_dimensions[0]} in tifffile, {osl.level_dimensions[0]} in OpenSlide"
+            for level, location, size in tiff.probe_regions():
+                if tiff.level_dimensions[level] not in osl.level_dimensions:
+                    continue  # a level only tifffile sees (SubIFD pyramids)
+                other = osl.level_dimensions.index(tiff.level_dimensions[level])
+                a = tiff.read_region(location, level, size)
+                b = osl.read_region(location, other, size)
+                worst = int(np.abs(a.astype(np.int16) - b).max())
+                if worst:
+                    return f"level {level} tile at {location} differs by up to {worst} grey levels"
+    except SlideError as exc:
+        return f"probe tile unreadable ({exc})"
+    return None
 
 
 def open_slide(path: str | Path, backend: str = "auto", *, mpp: MppArg = None) -> Slide:
@@ -45,7 +122,8 @@ def open_slide(path: str | Path, backend: str = "auto", *, mpp: MppArg = None) -
 
     Args:
         path: the slide file.
-        backend: 'auto' (see ``choose_backend``), 'openslide' or 'tifffile'.
+        backend: 'auto' (the fastest reader that decodes the file as OpenSlide does; see ``explain_backend``),
+            'openslide' or 'tifffile'. ``Slide.backend`` says which one opened it.
         mpp: microns per level-0 pixel, a number or (x, y); overrides the file's value or supplies a
             missing one.
 

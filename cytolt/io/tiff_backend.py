@@ -37,8 +37,13 @@ from cytolt.io.errors import SlideError
 from cytolt.io.slide import MppArg, Slide, rgba_on_white
 
 # tifffile flags of TIFF flavours whose layout OpenSlide understands and tifffile only partly does
-# (associated images, vendor offsets), so "auto" sends them to OpenSlide.
-OPENSLIDE_FLAVOURS = ("is_svs", "is_ndpi", "is_scn", "is_philips", "is_bif")
+# (one-JPEG-per-level NDPI, vendor offsets, multi-image SCN), so "auto" sends them to OpenSlide. Aperio SVS is
+# not among them: tifffile reads it as OpenSlide does wherever ``aperio_mismatch`` finds nothing.
+OPENSLIDE_FLAVOURS = ("is_ndpi", "is_scn", "is_philips", "is_bif")
+# Level compressions of an SVS whose tiles tifffile decodes to OpenSlide's pixels (measured: tests/io): none,
+# LZW, Deflate, JPEG and Aperio's RGB JPEG 2000 (both through OpenJPEG). Aperio's YCbCr JPEG 2000 (33003) is
+# left to OpenSlide, which converts its colours itself.
+APERIO_EXACT_COMPRESSIONS = frozenset({1, 5, 7, 8, 32946, 33005})
 # Classic TIFF and BigTIFF, little- and big-endian.
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # Microns per unit, for OME PhysicalSizeXUnit (default µm) and TIFF ResolutionUnit (2 inch, 3 cm).
@@ -47,6 +52,7 @@ _RESUNIT_UM = {2: 25400.0, 3: 10000.0}
 _APERIO_MPP = re.compile(r"\|\s*MPP\s*=\s*([0-9.eE+-]+)")
 _ASSOCIATED = ("thumbnail", "label", "macro")
 _TILE_CACHE = 16  # decoded tiles kept per handle for reads that straddle tiles (overlapping grids)
+_PROBE_MAX = 1024  # side of the largest probe region (a stripped level has one strip-wide "tile")
 
 
 def _reason(exc: BaseException) -> str:
@@ -129,24 +135,35 @@ class TiffSlide(Slide):
     @classmethod
     def can_read(cls, path: Path) -> bool:
         """A TIFF that is no OpenSlide vendor flavour, whose main image tifffile parses and can decode. Covers
-        OME/SubIFD pyramids (invisible to OpenSlide), levels-as-pages pyramids and single-level TIFFs (tiled or
-        stripped; OpenSlide reads only tiled ones)."""
+        OME/SubIFD pyramids (invisible to OpenSlide), levels-as-pages pyramids, single-level TIFFs (tiled or
+        stripped; OpenSlide reads only tiled ones) and Aperio SVS laid out as OpenSlide reads it
+        (``aperio_mismatch``)."""
+        return cls.refusal(path) is None
+
+    @classmethod
+    def refusal(cls, path: Path) -> str | None:
+        """Why ``backend="auto"`` does not open ``path`` with tifffile, or None if it does (``can_read``)."""
         try:
             with open(path, "rb") as fh:
                 if fh.read(4) not in _TIFF_MAGIC:
-                    return False
+                    return "not a TIFF file"
             with _capture_tifffile_errors(), tifffile.TiffFile(path) as tif:
                 first = tif.pages.first
-                if any(getattr(first, flag, False) for flag in OPENSLIDE_FLAVOURS):
-                    return False
+                flavour = next((f for f in OPENSLIDE_FLAVOURS if getattr(first, f, False)), None)
+                if flavour is not None:
+                    return f"a {flavour[3:].upper()} file, laid out as only OpenSlide reads it"
                 series = tif.series
                 if not series:
-                    return False
+                    return "the TIFF holds no image"
                 page = series[0].keyframe
-                return page.compression in tifffile.TIFF.DECOMPRESSORS and page.dtype == np.uint8
-        except Exception:
+                if page.compression not in tifffile.TIFF.DECOMPRESSORS or page.dtype != np.uint8:
+                    return (
+                        f"compression {int(page.compression)} / pixel type {page.dtype} tifffile cannot read"
+                    )
+                return aperio_mismatch(tif) if first.is_svs else None
+        except Exception as exc:
             # Not readable or not parseable by tifffile: another backend gets to try (and to report the error).
-            return False
+            return f"tifffile cannot parse it ({_reason(exc)})"
 
     def __init__(self, path: str | Path, *, mpp: MppArg = None, direct: bool = True) -> None:
         super().__init__(path, mpp=mpp)
@@ -222,6 +239,22 @@ class TiffSlide(Slide):
     @property
     def associated_images(self) -> tuple[str, ...]:
         return tuple(self._associated)
+
+    def probe_regions(self) -> list[tuple[int, tuple[int, int], tuple[int, int]]]:
+        """One tile per level to compare against another reader: (level, level-0 (x, y), (w, h)).
+
+        The tile with the most compressed bytes (the most content, so a colour or IDCT difference shows), or the
+        one at the origin where the downsample is not an integer: OpenSlide blends neighbouring pixels at a
+        fractional level position, so only there both read the same level pixels."""
+        out = []
+        for k, lv in enumerate(self._levels):
+            ds = self._level_downsamples[k]
+            index = int(np.argmax(lv.counts)) if ds == int(ds) and len(lv.counts) == lv.rows * lv.cols else 0
+            r, c = divmod(index, lv.cols) if lv.direct else (0, 0)
+            x, y = c * lv.tile_w, r * lv.tile_h
+            size = (min(lv.tile_w, lv.width - x, _PROBE_MAX), min(lv.tile_h, lv.height - y, _PROBE_MAX))
+            out.append((k, (round(x * ds), round(y * ds)), size))
+        return out
 
     # ----------------------------------------------------------------- reading
     def _read_region(self, x: int, y: int, level: int, w: int, h: int) -> np.ndarray:
@@ -353,6 +386,32 @@ class TiffSlide(Slide):
             self._fd = -1
         self._cache.clear()
         self._tif.close()
+
+
+def aperio_mismatch(tif: tifffile.TiffFile) -> str | None:
+    """Why tifffile would not read this Aperio SVS as OpenSlide's aperio driver does, or None if it would.
+
+    OpenSlide makes every tiled page a level (the stripped ones are associated images), and paints a
+    zero-length tile from the next finer level, marking the coarser tiles over it missing too; tifffile reads
+    the stored tiles. So the levels must be the same pages, every level's tiles all present and its compression
+    one of ``APERIO_EXACT_COMPRESSIONS``. (Whether the decoders then agree is what ``choose_backend`` checks.)
+    """
+    levels = [series.keyframe for series in tif.series[0].levels]
+    tiled = [page for page in tif.pages if page.is_tiled]
+    if [p.shape for p in tiled] != [p.shape for p in levels]:
+        return f"tifffile sees {len(levels)} levels, OpenSlide {len(tiled)} tiled pages"
+    for k, page in enumerate(levels):
+        if int(page.compression) not in APERIO_EXACT_COMPRESSIONS:
+            return f"level {k} compression {int(page.compression)} is decoded differently by OpenSlide"
+        if page.dtype != np.uint8 or int(page.tiledepth) != 1 or int(page.planarconfig) != 1:
+            return f"level {k} is not interleaved 8-bit tiles"
+        missing = int((np.asarray(page.databytecounts) == 0).sum())
+        if missing:
+            return (
+                f"level {k} has {missing} missing (zero-length) tiles; OpenSlide repaints them, and the coarser "
+                "tiles over them, from the finer level"
+            )
+    return None
 
 
 def _yx_slices(axes: str, y0: int, y1: int, x0: int, x1: int) -> tuple[slice, ...]:

@@ -4,6 +4,7 @@
     aperio_svs     Aperio-like: baseline, stripped thumbnail, levels, label, macro; "MPP = 0.25" in the
                    ImageDescription
     ome_tiff       OME-TIFF, pyramid in SubIFDs, PhysicalSizeX/Y = 0.5 µm
+    write_svs      Aperio-layout SVS in a chosen compression, with missing tiles if asked (backend choice)
 
 Images are 700x530 (not a multiple of the 128-px tiles, so edge tiles are partial) with stained "cells"
 (ellipses with dark nuclei) on pale glass.
@@ -11,10 +12,12 @@ Images are 700x530 (not a multiple of the 128-px tiles, so edge tiles are partia
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
+import imagecodecs
 import numpy as np
 import pytest
 import tifffile
@@ -94,6 +97,68 @@ def write_aperio(path: Path, image: np.ndarray, *, mpp: float = 0.25) -> Path:
     return path
 
 
+def write_svs(
+    path: Path,
+    image: np.ndarray,
+    *,
+    compression: str | int | None = "jpeg",
+    compressionargs: dict | None = None,
+    encode: Callable[[np.ndarray], bytes] | None = None,
+    missing: tuple[int, ...] = (),
+) -> Path:
+    """An Aperio-layout SVS (level 0, stripped thumbnail, levels 1 and 2) of ``image`` in one compression.
+
+    ``encode``: write each 128-px tile as ``encode(tile)`` bytes under the ``compression`` code (Aperio's
+    JPEG 2000, or JPEG data that contradicts the Photometric tag); ``missing``: level-0 tile indices written
+    as zero-length tiles, as some Aperio encoders leave them."""
+    levels = pyramid(image, 3)
+    h, w = image.shape[:2]
+    head = f"Aperio Image Library v12.0.0\r\n{w}x{h} [0,0 {w}x{h}] ({TILE}x{TILE})|AppMag = 40|MPP = 0.25"
+
+    def tiles(level: np.ndarray, skip: tuple[int, ...]) -> Iterator[bytes]:
+        index = 0
+        for y in range(0, level.shape[0], TILE):
+            for x in range(0, level.shape[1], TILE):
+                tile = np.zeros((TILE, TILE, 3), np.uint8)
+                part = level[y : y + TILE, x : x + TILE]
+                tile[: part.shape[0], : part.shape[1]] = part
+                yield b"" if index in skip else (encode or _jpeg_tile)(tile)
+                index += 1
+
+    with tifffile.TiffWriter(path) as tw:
+        for k, level in enumerate([levels[0], levels[2], levels[1], levels[2]]):
+            description = head if k == 0 else f"{head} -> {level.shape[1]}x{level.shape[0]}"
+            common = {"photometric": "rgb", "metadata": None, "description": description}
+            if k == 1:  # the thumbnail, stripped
+                tw.write(level, rowsperstrip=16, compression="jpeg", **common)
+            elif encode is None and not missing:
+                tw.write(
+                    level,
+                    tile=(TILE, TILE),
+                    compression=compression,
+                    compressionargs=compressionargs,
+                    **common,
+                )
+            else:
+                skip = missing if k == 0 else ()
+                tw.write(
+                    tiles(level, skip),
+                    shape=level.shape,
+                    dtype=np.uint8,
+                    tile=(TILE, TILE),
+                    compression=compression,
+                    **common,
+                )
+    return path
+
+
+def _jpeg_tile(tile: np.ndarray) -> bytes:
+    # What tifffile writes for compression="jpeg" on RGB: YCbCr 4:2:0 (Photometric YCbCr).
+    return imagecodecs.jpeg8_encode(
+        tile, level=90, colorspace="RGB", outcolorspace="YCBCR", subsampling=(2, 2)
+    )
+
+
 def write_ome(path: Path, image: np.ndarray, *, mpp: float = 0.5) -> Path:
     levels = pyramid(image, 3)
     metadata = {
@@ -129,6 +194,7 @@ def synth() -> SimpleNamespace:
         pyramid=pyramid,
         write_generic=write_generic,
         write_aperio=write_aperio,
+        write_svs=write_svs,
         write_ome=write_ome,
     )
 
