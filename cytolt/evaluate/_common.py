@@ -82,6 +82,24 @@ def load_gt(gt: GtLike, *, lvis: bool) -> tuple[dict[str, Any], str]:
     return dataset, source
 
 
+def _copy_detection(det: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy the evaluators may write into: the dict, its box and its mask (RLE dict or polygon lists).
+
+    The evaluators add or replace keys ("id", "area", "segmentation", "rle") and never write inside the
+    other values, so this is as safe as ``copy.deepcopy`` at a fraction of its cost (deepcopy was 60% of
+    the fast engine's time on 10,000 detections).
+    """
+    out = dict(det)
+    if isinstance(out.get("bbox"), list):
+        out["bbox"] = list(out["bbox"])
+    seg = out.get("segmentation")
+    if isinstance(seg, Mapping):
+        out["segmentation"] = dict(seg)
+    elif isinstance(seg, list):
+        out["segmentation"] = [list(poly) if isinstance(poly, list) else poly for poly in seg]
+    return out
+
+
 def load_detections(
     detections: DetectionsLike, gt: Mapping[str, Any], source: str, *, iou_type: str
 ) -> list[dict[str, Any]]:
@@ -99,11 +117,14 @@ def load_detections(
             raise ValueError(f"detections file {det_source}: expected a JSON list of detections")
     elif isinstance(detections, Sequence):
         det_source = "detections list"
-        dets = copy.deepcopy(list(detections))
+        dets = list(detections)
     else:
         raise TypeError(f"detections must be a path or a list of dicts; got {type(detections).__name__}")
     needed = ("image_id", "category_id", "score", "bbox" if iou_type == "bbox" else "segmentation")
     for i, det in enumerate(dets):
+        if not isinstance(det, Mapping):
+            raise ValueError(f"{det_source}: detection {i} is a {type(det).__name__}, not a dict")
+        dets[i] = det = _copy_detection(det)
         missing = [k for k in needed if k not in det]
         if missing:
             raise ValueError(f"{det_source}: detection {i} lacks {missing} (iou_type={iou_type!r})")

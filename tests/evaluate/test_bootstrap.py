@@ -87,7 +87,7 @@ def random_case(
 
 def lvis_with_per_class(gt: dict[str, Any], dets: list[dict[str, Any]]) -> dict[str, float]:
     """The reference: cytolt.evaluate.lvis's lvis-api run, with per-class AP."""
-    ev = run_lvis(gt, dets)
+    ev = run_lvis(gt, dets, engine="reference")
     out = {key: float(value) for key, value in ev.get_results().items()}
     return out | {f"AP-{name}": ap for name, ap in per_class_ap_from_eval(ev).items()}
 
