@@ -10,6 +10,7 @@ import importlib
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -144,8 +145,29 @@ def check_napari() -> list[Check]:
     return checks
 
 
-def run_checks() -> list[Check]:
-    """Every check, in the order ``cytolt doctor`` prints them. Imports nothing at module level."""
+def check_slide(path: str | os.PathLike[str]) -> Check:
+    """Which reader ``open_slide(path)`` uses for a slide file and why, with the slide's format and size."""
+    from pathlib import Path
+
+    from cytolt.io import SlideError, open_slide
+    from cytolt.io.backends import explain_backend
+
+    name = f"slide {Path(path).name}"
+    try:
+        with open_slide(path) as slide:
+            reason = explain_backend(Path(path)).reason
+            w, h = slide.dimensions
+            mpp = "no mpp" if slide.mpp is None else f"{slide.mpp[0]:.4g} um/px"
+            levels = f"{slide.level_count} level{'s' if slide.level_count > 1 else ''}"
+            detail = f"read with {slide.backend}: {reason} ({slide.vendor}, {w}x{h}, {levels}, {mpp})"
+    except SlideError as exc:
+        return Check(name, False, str(exc), "convert it to OME-TIFF or SVS, or check the file is complete")
+    return Check(name, True, detail)
+
+
+def run_checks(slides: Sequence[str | os.PathLike[str]] = ()) -> list[Check]:
+    """Every check, in the order ``cytolt doctor`` prints them, then one per file in ``slides`` (which reader
+    opens it and why). Imports nothing at module level."""
     checks = [check_python(), *check_torch(), check_package("torchvision")]
     checks += check_mmcv()
     checks += [check_package("mmengine"), check_package("mmdet")]
@@ -162,4 +184,15 @@ def run_checks() -> list[Check]:
     checks += [check_package("albumentations")]
     checks += check_napari()
     checks += [check_package("dask", fix="pip install -e '.[dask]' (needed for `cytolt screen --workers`)")]
+    if slides:
+        checks += [check_slide(path) for path in slides]
+    else:
+        checks.append(
+            Check(
+                "slide reader",
+                None,
+                "auto: tifffile wherever it decodes the same pixels as OpenSlide (it is faster), else OpenSlide",
+                "`cytolt doctor SLIDE...` says which reader opens each file and why",
+            )
+        )
     return checks
