@@ -30,7 +30,7 @@ from torch.utils.data import Sampler
 from cytolt.category_stats import repeat_factors  # re-exported: the factors RepeatFactorSampler takes
 from cytolt.losses.cdb import cdb_weights
 
-__all__ = ["repeat_factors", "RepeatFactorSampler", "CDBSampler"]
+__all__ = ["repeat_factors", "RepeatFactorSampler", "CDBSampler", "held_out_indices"]
 
 log = logging.getLogger("cytolt")
 
@@ -160,6 +160,47 @@ class RepeatFactorSampler(_EpochSampler):
         return float(self.repeat_factors.sum())
 
 
+def held_out_indices(image_classes: Sequence[set[int]], fraction: float, *, seed: int = 0) -> list[int]:
+    """Images to hold out of training for CDB's difficulty: ``round(fraction * N)``, stratified by rarest class.
+
+    Each image is filed under its rarest class (fewest images holding it; ``-1`` for an image without
+    classes) and every group gives up its share (largest remainder), at least one image of a group of two or
+    more, so that tail classes appear in the held-out part whenever the data allow. Seeded; returns sorted
+    indices into ``image_classes``.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"held-out fraction must be in (0, 1); got {fraction}")
+    n = len(image_classes)
+    counts: dict[int, int] = {}
+    for classes in image_classes:
+        for c in classes:
+            counts[c] = counts.get(c, 0) + 1
+    groups: dict[int, list[int]] = {}
+    for i, classes in enumerate(image_classes):
+        rarest = min(classes, key=lambda c: (counts[c], c)) if classes else -1
+        groups.setdefault(rarest, []).append(i)
+    generator = torch.Generator().manual_seed(int(seed))
+    target = round(fraction * n)
+    shares = {g: fraction * len(members) for g, members in groups.items()}
+    take = {g: max(int(shares[g]), 1 if len(groups[g]) > 1 else 0) for g in groups}
+    # Hand the images still missing to the groups with the largest remainders (rarest classes first on ties).
+    for g in sorted(groups, key=lambda g: (int(shares[g]) - shares[g], counts.get(g, n + 1))):
+        if sum(take.values()) >= target:
+            break
+        if take[g] < len(groups[g]) - 1:
+            take[g] += 1
+    chosen: list[int] = []
+    for g in sorted(groups):
+        members = groups[g]
+        order = torch.randperm(len(members), generator=generator).tolist()
+        chosen += [members[j] for j in order[: take[g]]]
+    if not chosen or len(chosen) >= n:
+        raise ValueError(
+            f"held-out fraction {fraction} of {n} images leaves no held-out or no training image"
+        )
+    return sorted(chosen)
+
+
 class CDBSampler(_EpochSampler):
     """Class-difficulty based sampling, CDB-S (Sinha et al., ACCV 2020; IJCV 2022), for detection.
 
@@ -169,6 +210,8 @@ class CDBSampler(_EpochSampler):
     at ones (uniform sampling); call :meth:`update_difficulty` when it is re-measured (every K epochs, K=1 in
     the paper; ``cytolt.mm.hooks.CDBHook`` does it in mmdet) or :meth:`set_class_weights` with weights
     computed elsewhere. Changes apply from the next ``__iter__``.
+    :meth:`exclude` removes images from the draw for good (CDB's held-out part of train, see
+    :func:`held_out_indices`).
 
     Args:
         image_classes: length N, the set of class indices in each image.
@@ -218,6 +261,7 @@ class CDBSampler(_EpochSampler):
         self._flat_classes = torch.tensor(flat, dtype=torch.long)
         self._image_of = torch.tensor(image_of, dtype=torch.long)
         self._num_images = len(image_classes)
+        self._excluded = torch.zeros(self._num_images, dtype=torch.bool)
         self.difficulty = torch.ones(num_classes, dtype=torch.float64)
         self.set_class_weights(torch.ones(num_classes, dtype=torch.float64))
 
@@ -228,6 +272,23 @@ class CDBSampler(_EpochSampler):
             raise ValueError(f"difficulty must have shape ({self.num_classes},); got {tuple(d.shape)}")
         self.difficulty = d.clone()
         self.set_class_weights(cdb_weights(d, self.tau))
+
+    def exclude(self, indices: Sequence[int]) -> None:
+        """Never draw these images again (weight 0 whatever the class weights); e.g. CDB's held-out images."""
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        if len(idx) and (idx.min() < 0 or idx.max() >= self._num_images):
+            raise ValueError(f"exclude: indices must lie in 0..{self._num_images - 1}")
+        excluded = self._excluded.clone()
+        excluded[idx] = True
+        if excluded.all():
+            raise ValueError("CDBSampler.exclude: no image would be left to draw")
+        self._excluded = excluded
+        self.set_class_weights(self.class_weights)
+
+    @property
+    def excluded(self) -> torch.Tensor:
+        """(N,) bool, images never drawn."""
+        return self._excluded.clone()
 
     def set_class_weights(self, weights: torch.Tensor | Sequence[float]) -> None:
         """Set class weights w (C,) >= 0 directly; image weight = max over its classes."""
@@ -247,6 +308,7 @@ class CDBSampler(_EpochSampler):
             has_classes[self._image_of] = True
             image_w[has_classes] = 0.0
             image_w.scatter_reduce_(0, self._image_of, w[self._flat_classes], reduce="amax")
+        image_w[self._excluded] = 0.0
         if image_w.sum() <= 0:
             raise ValueError(
                 "CDBSampler: every image has sampling weight 0 (images without classes and empty_weight=0?)"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cytolt.samplers import CDBSampler, RepeatFactorSampler
+from cytolt.samplers import CDBSampler, RepeatFactorSampler, held_out_indices
 
 
 def _cdb_weights_reference(difficulty: torch.Tensor, tau: float | str) -> torch.Tensor:
@@ -188,3 +188,33 @@ def test_cdb_sampler_rejects_bad_input() -> None:
         sampler.set_class_weights([1.0, float("nan"), 1.0])
     with pytest.raises(ValueError, match="empty_weight=0"):
         CDBSampler([set(), set()], num_classes=1, empty_weight=0.0)
+
+
+def test_cdb_exclude_keeps_images_out_of_every_draw() -> None:
+    classes = [{0}, {0}, {1}, {2}, set()]
+    sampler = CDBSampler(classes, num_classes=3, num_samples=400, seed=1)
+    sampler.exclude([1, 3])
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        assert not {1, 3} & set(sampler)
+    sampler.update_difficulty([0.1, 0.5, 1.0])  # re-weighting does not bring them back
+    assert not {1, 3} & set(sampler)
+    assert sampler.excluded.tolist() == [False, True, False, True, False]
+    with pytest.raises(ValueError, match="no image"):
+        sampler.exclude([0, 2, 4])
+    with pytest.raises(ValueError, match="0..4"):
+        sampler.exclude([5])
+
+
+def test_held_out_indices_are_stratified_seeded_and_spare_single_images() -> None:
+    classes = [{0} for _ in range(80)] + [{0, 1} for _ in range(15)] + [{2}, {2}, {2}, {2}, {3}] + [set()] * 5
+    held = held_out_indices(classes, 0.2, seed=3)
+    assert held == held_out_indices(classes, 0.2, seed=3) and held != held_out_indices(classes, 0.2, seed=4)
+    assert abs(len(held) - round(0.2 * len(classes))) <= 2
+    assert len(set(held)) == len(held) and held == sorted(held)
+    rare = {i for i, c in enumerate(classes) if c == {2}}
+    assert 1 <= len(rare & set(held)) < len(rare)  # the tail class is held out, but not all of it
+    assert 100 not in held  # the only image of class 3 stays in training
+    assert any(80 <= i < 95 for i in held)  # images filed under their rarest class (1) are held out too
+    with pytest.raises(ValueError, match="fraction"):
+        held_out_indices(classes, 0.0)

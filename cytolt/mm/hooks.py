@@ -9,22 +9,27 @@ Glossary
 Config::
 
     custom_hooks = [dict(type='CDBHook', interval=1, dataloader=held_out_dataloader)]
+    custom_hooks = [dict(type='CDBHook', interval=100, by_epoch=False, held_out_fraction=0.15)]  # part of train
     # model: loss_cls=dict(type='CDBLoss', ...); train_dataloader: sampler=dict(type='CDBSampler', tau='dynamic')
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from mmdet.registry import HOOKS
 from mmdet.structures.bbox import get_box_tensor
+from mmengine.dataset import Compose, pseudo_collate
 from mmengine.dist import all_reduce
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from torch.utils.data import DataLoader
 from torchvision.ops import box_iou
+
+from cytolt.samplers import held_out_indices
 
 __all__ = ["CDBHook", "class_recall_counts"]
 
@@ -45,6 +50,8 @@ class _DifficultySampler(Protocol):
     """A sampler (``cytolt.samplers.CDBSampler``) that redraws its weights from class difficulty."""
 
     def update_difficulty(self, difficulty: torch.Tensor) -> None: ...
+
+    def exclude(self, indices: Sequence[int]) -> None: ...
 
 
 def class_recall_counts(
@@ -109,6 +116,12 @@ class CDBHook(Hook):
             ``DataLoader``, or ``None`` for the run's val dataloader. Its pipeline must load annotations
             after ``Resize`` (mmdet's test-pipeline convention, as ``VOCMetric`` needs) so that
             ``gt_instances`` and predictions share the original image frame.
+        held_out_fraction: instead of ``dataloader``, hold out this fraction of the *training* images
+            (:func:`cytolt.samplers.held_out_indices`, stratified by rarest class, seeded by the run's seed),
+            measure on them and remove them from the train sampler's draw (which must then have
+            ``exclude``: ``CDBSampler``), as METHODS.md asks for detection. They are read with
+            ``pipeline``, default the val dataloader's (the config's test pipeline), else the train one's.
+        pipeline: the held-out images' pipeline with ``held_out_fraction`` (see there).
         iou_thr: IoU for a match (0.5).
         score_thr: minimum detection score for a ground truth to count as found.
         by_epoch: count ``interval`` in epochs (default) or in training iterations.
@@ -124,9 +137,16 @@ class CDBHook(Hook):
         iou_thr: float = 0.5,
         score_thr: float = 0.3,
         by_epoch: bool = True,
+        held_out_fraction: float | None = None,
+        pipeline: Sequence[dict] | None = None,
     ) -> None:
         if interval < 1:
             raise ValueError(f"CDBHook: interval must be >= 1; got {interval}")
+        if held_out_fraction is not None:
+            if dataloader is not None:
+                raise ValueError("CDBHook: give either dataloader or held_out_fraction, not both")
+            if not 0 < held_out_fraction < 1:
+                raise ValueError(f"CDBHook: held_out_fraction must be in (0, 1); got {held_out_fraction}")
         if not 0.0 < iou_thr <= 1.0:
             raise ValueError(f"CDBHook: iou_thr must be in (0, 1]; got {iou_thr}")
         self.interval = interval
@@ -135,11 +155,17 @@ class CDBHook(Hook):
         self.by_epoch = by_epoch
         self._dataloader_cfg = dataloader
         self._dataloader: DataLoader | None = dataloader if isinstance(dataloader, DataLoader) else None
+        self.held_out_fraction = held_out_fraction
+        self._pipeline = list(pipeline) if pipeline is not None else None
+        self.held_out: list[int] | None = None  # train indices held out (held_out_fraction), set before_train
+        self._classes: Sequence[str] | None = None
         self.difficulty: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ mmengine events
 
     def before_train(self, runner: Any) -> None:
+        if self.held_out_fraction is not None:
+            self._hold_out_train_part(runner)
         if not self._loss_targets(runner) and self._sampler_target(runner) is None:
             runner.logger.warning(
                 "CDBHook: neither a loss with set_difficulty (CDBLoss) nor a train sampler with "
@@ -228,6 +254,36 @@ class CDBHook(Hook):
             score_thr=self.score_thr,
         )
 
+    def _hold_out_train_part(self, runner: Any) -> None:
+        """Choose the held-out training images, take them out of the train draw, build their loader."""
+        sampler = self._sampler_target(runner)
+        if sampler is None or not hasattr(sampler, "exclude"):
+            raise ValueError(
+                "CDBHook: held_out_fraction needs a train sampler that can exclude images (CDBSampler), or "
+                "the held-out images would still be trained on; give a dataloader of another split instead"
+            )
+        train_set = runner.train_dataloader.dataset
+        if hasattr(train_set, "full_init"):
+            train_set.full_init()
+        classes = [{int(c) for c in train_set.get_cat_ids(i)} for i in range(len(train_set))]
+        self.held_out = held_out_indices(classes, self.held_out_fraction, seed=int(runner.seed or 0))
+        sampler.exclude(self.held_out)
+        held = copy.deepcopy(train_set)  # the same index space as the sampler's
+        held.get_subset_(self.held_out)
+        pipeline = self._pipeline
+        if pipeline is None:
+            val = runner.cfg.get("val_dataloader") or {}
+            pipeline = (val.get("dataset") or {}).get("pipeline")
+        if pipeline is not None:
+            held.pipeline = Compose(copy.deepcopy(list(pipeline)))
+        self._classes = train_set.metainfo.get("classes")
+        batch = int((runner.cfg.get("val_dataloader") or {}).get("batch_size", 8))
+        self._dataloader = DataLoader(held, batch_size=batch, shuffle=False, collate_fn=pseudo_collate)
+        runner.logger.info(
+            f"CDBHook: difficulty measured on {len(self.held_out)} of {len(train_set)} training images "
+            f"({self.held_out_fraction:.0%}, stratified by rarest class), which are no longer trained on"
+        )
+
     def _held_out(self, runner: Any) -> DataLoader:
         if self._dataloader is None:
             if self._dataloader_cfg is None:
@@ -236,8 +292,14 @@ class CDBHook(Hook):
                 self._dataloader = runner.build_dataloader(self._dataloader_cfg, seed=runner.seed)
         return self._dataloader
 
+    def _metainfo_classes(self, runner: Any) -> Sequence[str] | None:
+        if self._classes is not None:
+            return self._classes
+        dataset = self._held_out(runner).dataset
+        return getattr(dataset, "metainfo", {}).get("classes")
+
     def _num_classes(self, runner: Any) -> int:
-        classes = self._held_out(runner).dataset.metainfo.get("classes")
+        classes = self._metainfo_classes(runner)
         if not classes:
             raise ValueError("CDBHook: the held-out dataset's metainfo has no 'classes'")
         return len(classes)
@@ -282,7 +344,7 @@ class CDBHook(Hook):
         num_losses: int,
         step: int,
     ) -> None:
-        classes: Sequence[str] = self._held_out(runner).dataset.metainfo.get("classes") or []
+        classes: Sequence[str] = self._metainfo_classes(runner) or []
         names = (
             [str(n) for n in classes]
             if len(classes) == len(difficulty)

@@ -154,22 +154,26 @@ def _loader_cfg(ann_file: str, sampler: dict) -> dict:
     )
 
 
-def _runner(tmp_path: Path, name: str, *, max_epochs: int, interval: int, resume: bool = False) -> Runner:
+def _runner(
+    tmp_path: Path,
+    name: str,
+    *,
+    max_epochs: int,
+    interval: int,
+    resume: bool = False,
+    hook: dict | None = None,
+    sampler: dict | None = None,
+) -> Runner:
     ann_file = _write_coco(tmp_path)
+    hook = hook or dict(dataloader=_loader_cfg(ann_file, dict(type="DefaultSampler", shuffle=False)))
     return Runner(
         model=ToyDetector(),
         work_dir=str(tmp_path / "work"),
         experiment_name=f"{name}-{tmp_path.name}",
-        train_dataloader=_loader_cfg(ann_file, dict(type="CDBSampler", tau=1.0)),
+        train_dataloader=_loader_cfg(ann_file, sampler or dict(type="CDBSampler", tau=1.0)),
         train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
         optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.01)),
-        custom_hooks=[
-            dict(
-                type="CDBHook",
-                interval=interval,
-                dataloader=_loader_cfg(ann_file, dict(type="DefaultSampler", shuffle=False)),
-            )
-        ],
+        custom_hooks=[dict(type="CDBHook", interval=interval, **hook)],
         default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1)),
         default_scope="mmdet",
         resume=resume,
@@ -230,3 +234,39 @@ def test_hook_rejects_bad_arguments_and_samples_without_ground_truth() -> None:
     )
     with pytest.raises(ValueError, match="LoadAnnotations"):
         CDBHook()._sample_counts(sample, 3)
+
+
+def test_hook_holds_out_part_of_train_measures_there_and_never_trains_on_it(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    runner = _runner(tmp_path, "held", max_epochs=2, interval=1, hook=dict(held_out_fraction=0.4))
+    runner.train()
+    hook = _hook(runner)
+    # Five images; only "normal" has two images to spare one (a class's only image stays in training).
+    assert hook.held_out is not None and len(hook.held_out) == 1 and hook.held_out[0] in (0, 2)
+    sampler = runner.train_dataloader.sampler
+    assert sampler.excluded.nonzero().flatten().tolist() == hook.held_out
+    for epoch in range(5):
+        sampler.set_epoch(epoch)
+        assert hook.held_out[0] not in list(sampler)
+    # Image 1 (index 0) holds normal cells at (4, 4) and the missed (30, 30): recall 1/2; image 3 (index 2)
+    # one found cell: recall 1. lsil and hsil have no held-out ground truth and keep difficulty 1.
+    normal = 0.5 if hook.held_out == [0] else 0.0
+    torch.testing.assert_close(hook.difficulty, torch.tensor([normal, 1.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(sampler.difficulty, hook.difficulty)
+
+
+def test_held_out_fraction_needs_a_sampler_that_can_exclude(tmp_path: Path) -> None:
+    runner = _runner(
+        tmp_path,
+        "default-sampler",
+        max_epochs=1,
+        interval=1,
+        hook=dict(held_out_fraction=0.4),
+        sampler=dict(type="DefaultSampler", shuffle=True),
+    )
+    with pytest.raises(ValueError, match="exclude"):
+        runner.train()
+    with pytest.raises(ValueError, match="not both"):
+        CDBHook(held_out_fraction=0.2, dataloader=dict(batch_size=1))
+    with pytest.raises(ValueError, match="held_out_fraction"):
+        CDBHook(held_out_fraction=1.0)
