@@ -34,19 +34,38 @@ import click
 def train(config, work_dir, data_root, cfg_options, resume, launcher, amp) -> None:
     """Train CONFIG (e.g. configs/tct/retinanet_r18_gradlibra.py) on CPU or GPU.
 
+    \b
+    Any COCO dataset trains with an unchanged config: --data-root DATA holds annotations_train.json,
+    annotations_val.json, annotations_test.json and the images they name. The classes come from the
+    training file's categories (the head and every loss get that many outputs); plain COCO gets the LVIS
+    fields the long-tail metric needs (every class absent from an image is a negative), and the class table
+    with its rare / common / frequent groups is printed. Every file is checked before training starts: a
+    broken one fails at once, naming the file and the entry.
+
     Progress and ETA are logged every 50 iterations; checkpoints hold the losses' state buffers.
     Multi-GPU: torchrun --nproc-per-node N -m cytolt train CONFIG --launcher pytorch
     """
+    from cytolt.datasets import AnnotationError
+    from cytolt.mm.train import last_val_metrics
     from cytolt.mm.train import train as run
 
-    out = run(
-        config,
-        work_dir=work_dir,
-        data_root=data_root,
-        cfg_options=list(cfg_options),
-        resume=resume,
-        launcher=launcher,
-        amp=amp,
-    )
+    try:
+        out = run(
+            config,
+            work_dir=work_dir,
+            data_root=data_root,
+            cfg_options=list(cfg_options),
+            resume=resume,
+            launcher=launcher,
+            amp=amp,
+            echo=click.echo,
+        )
+    except (AnnotationError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from err
+    metrics = last_val_metrics(out)
+    if metrics:
+        keys = ("AP", "AP50", "APr", "APc", "APf")
+        shown = "  ".join(f"{k} {metrics[f'lt/{k}']:.3f}" for k in keys if f"lt/{k}" in metrics)
+        click.echo(f"validation at iteration {metrics.get('step', '?')}: {shown}")
     click.echo(f"run folder: {out}")
     click.echo(f"export for screening: cytolt export-model {out} MODEL_DIR")

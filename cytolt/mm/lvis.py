@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from cytolt.calibration import norcal
 from cytolt.category_stats import CategoryStats, coco_category_stats
+from cytolt.mm.dataset_fit import class_counts_in, retarget_classes
 
 __all__ = [
     "ClassAwareMixDataset",
@@ -266,33 +267,6 @@ def _replace_prefix(node: Any, old: str, new: str) -> Any:
     return node
 
 
-def _num_class_values(node: Any, found: set[int]) -> set[int]:
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            if key == "num_classes" and isinstance(value, int) and value > 1:
-                found.add(value)
-            _num_class_values(value, found)
-    elif isinstance(node, list | tuple):
-        for value in node:
-            _num_class_values(value, found)
-    return found
-
-
-def _retarget_classes(node: Any, old: int, classes: tuple[str, ...]) -> Any:
-    if isinstance(node, Mapping):
-        out = {k: _retarget_classes(v, old, classes) for k, v in node.items()}
-        if out.get("num_classes") == old:
-            out["num_classes"] = len(classes)
-        # A dataset (it has an annotation file and a pipeline): mmdet's LVIS datasets otherwise report the
-        # 1203 LVIS v1 names as their classes, which samplers, hooks and metrics read.
-        if "ann_file" in out and "pipeline" in out:
-            out["metainfo"] = dict(out.get("metainfo") or {}, classes=classes)
-        return out
-    if isinstance(node, list | tuple):
-        return type(node)(_retarget_classes(v, old, classes) for v in node)
-    return node
-
-
 def retarget_config(
     cfg: Config,
     *,
@@ -317,12 +291,12 @@ def retarget_config(
     tree["data_root"] = new
     if classes is not None:
         classes = tuple(str(c) for c in classes)
-        counts = _num_class_values(tree.get("model", {}), set())
+        counts = class_counts_in(tree.get("model", {}))
         if len(counts) != 1:
             raise ValueError(
                 f"retarget_config: expected one class count in the model, found {sorted(counts)}"
             )
-        tree = _retarget_classes(tree, counts.pop(), classes)
+        tree = retarget_classes(tree, counts.pop(), classes)
     # cfg_text keeps mmengine from re-reading the original file as this config's text; filename names the
     # copy the Runner dumps into its work_dir.
     note = f"# {cfg.filename or 'config'} moved to {new} by cytolt.mm.lvis.retarget_config\n"

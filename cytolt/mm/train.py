@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,9 @@ from mmengine.config import Config, DictAction
 
 from cytolt import __version__
 from cytolt.category_stats import coco_category_stats
+from cytolt.datasets import format_class_table
 from cytolt.detect.model_folder import ModelFolder, ModelInfo
+from cytolt.mm.dataset_fit import check_training_data, fit_to_dataset
 
 log = logging.getLogger("cytolt")
 
@@ -71,6 +73,8 @@ def load_config(
         config: path of the config file.
         work_dir: run folder; default ``work_dirs/<config name>``.
         data_root: replaces the config's ``data_root`` everywhere it is used (datasets, evaluators, banks).
+            The classes, palette and every ``num_classes`` then follow the training annotation file's
+            categories (:func:`cytolt.mm.dataset_fit.fit_to_dataset`).
         cfg_options: ``key=value`` strings as on mmdet's command line, or a dict of dotted keys.
     """
     path = Path(config)
@@ -102,6 +106,7 @@ def load_config(
                     cfg[key].to_dict() if hasattr(cfg[key], "to_dict") else cfg[key], old, new
                 )
         cfg.data_root = new
+    fit_to_dataset(cfg)
     cfg.work_dir = str(work_dir or Path("work_dirs") / path.stem)
     return cfg
 
@@ -116,6 +121,7 @@ def train(
     launcher: str = "none",
     amp: bool | None = None,
     quiet: bool = False,
+    echo: Callable[[str], Any] | None = None,
 ) -> Path:
     """Train ``config`` and return the work_dir.
 
@@ -125,12 +131,18 @@ def train(
         amp: mixed precision; ``None`` turns it on when CUDA is available.
         quiet: mmengine logs warnings only (no config dump, no per-interval lines) and a progress bar
             (:class:`~cytolt.mm.progress.TrainProgressHook`) shows iterations, ETA and loss instead.
+        echo: where the checked dataset's class table goes (default: the ``cytolt`` logger).
+
+    Every split's annotations are checked before the model is built
+    (:func:`~cytolt.mm.dataset_fit.check_training_data`): a broken file fails here, naming the file and entry.
     """
     from mmengine.runner import Runner
 
     if launcher not in ("none", "pytorch", "slurm", "mpi"):
         raise ValueError(f"launcher must be one of 'none', 'pytorch', 'slurm', 'mpi'; got {launcher!r}")
     cfg = load_config(config, work_dir=work_dir, data_root=data_root, cfg_options=cfg_options)
+    checked = check_training_data(cfg)
+    (echo or log.info)(f"training classes ({checked.files['train']}):\n{format_class_table(checked.classes)}")
     cfg.launcher = launcher
     if amp is None:
         amp = torch.cuda.is_available()
@@ -146,6 +158,20 @@ def train(
     runner = Runner.from_cfg(cfg)
     runner.train()
     return Path(cfg.work_dir)
+
+
+def last_val_metrics(work_dir: str | Path) -> dict[str, float]:
+    """The last validation metrics mmengine logged in ``work_dir`` (its newest ``vis_data/scalars.json``), with
+    the iteration as ``step``; empty when no validation ran."""
+    logs = sorted(Path(work_dir).glob("*/vis_data/scalars.json"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return {}
+    last: dict[str, float] = {}
+    for line in logs[-1].read_text().splitlines():
+        row = json.loads(line) if line.strip() else {}
+        if any(k.startswith("lt/") for k in row):
+            last = row
+    return last
 
 
 def last_checkpoint(work_dir: str | Path) -> Path:
@@ -221,11 +247,16 @@ def train_classes(cfg: Config) -> list[str]:
     return list(classes)
 
 
-def export_model(work_dir: str | Path, out: str | Path, *, checkpoint: str | Path | None = None) -> Path:
+def export_model(
+    work_dir: str | Path, out: str | Path, *, checkpoint: str | Path | None = None, onnx: bool = True
+) -> Path:
     """Write a self-contained model folder from a training run.
 
     The run's own checkpoint is read with ``weights_only=False`` (a file this run wrote, inside its work_dir);
     what is written is a safetensors file that every later load reads without unpickling.
+
+    ``onnx``: also write ``model.onnx`` for the onnx engine, checked against torch and timed
+    (:func:`cytolt.mm.onnx_export.export_onnx`); a model it cannot export keeps the torch engine (logged).
 
     Returns the model folder ``out`` holding ``config.py``, ``model.safetensors`` and ``model.json``.
     """
@@ -265,4 +296,11 @@ def export_model(work_dir: str | Path, out: str | Path, *, checkpoint: str | Pat
         extra={"cytolt_version": __version__, "source": source},
     )
     log.info("exported %s -> %s", ckpt, folder.path)
+    if onnx:
+        from cytolt.mm.onnx_export import OnnxExportError, export_onnx
+
+        try:
+            folder = export_onnx(folder)
+        except OnnxExportError as exc:
+            log.warning("cytolt: %s keeps the torch engine only: %s", folder.path, exc)
     return folder.path
