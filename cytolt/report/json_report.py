@@ -139,6 +139,7 @@ def slide_report(
         "slide": {
             "name": Path(result.path).name,
             "vendor": result.vendor,
+            "backend": result.backend,
             "dimensions": None if result.dimensions is None else [int(v) for v in result.dimensions],
             "mpp": None if result.mpp is None else [float(v) for v in result.mpp],
         },

@@ -218,7 +218,7 @@ def _stored_result(
             grid = tile_grid(
                 handle, tile_size=settings.tile_size, overlap=settings.overlap, mpp=settings.read_mpp
             )
-            vendor, dims, mpp = handle.vendor, handle.dimensions, handle.mpp
+            vendor, backend, dims, mpp = handle.vendor, handle.backend, handle.dimensions, handle.mpp
     except SlideError:
         return None
     dets, _ = store.query(sid)  # score order, ties in insertion order: the order screen_slide returned
@@ -241,4 +241,5 @@ def _stored_result(
         timings=record.timings,
         slide_id=sid,
         vendor=vendor,
+        backend=backend,
     )

@@ -103,6 +103,7 @@ class SlideResult:
         timings: seconds per stage (``STAGES``).
         slide_id: row id in the detection store, None without a store.
         vendor: the slide format name ('aperio', 'generic-tiff', ...); never other metadata.
+        backend: the reader that decoded it ('tifffile', 'openslide'; ``Slide.backend``).
         model_name: the model folder's name, or the detector's class name.
     """
 
@@ -124,6 +125,7 @@ class SlideResult:
     timings: dict[str, float] = field(default_factory=dict)
     slide_id: int | None = None
     vendor: str | None = None
+    backend: str | None = None
     model_name: str | None = None
 
     @property
@@ -294,6 +296,7 @@ def _screen(
             quality=quality,
             timings=clock.done(),
             vendor=handle.vendor,
+            backend=handle.backend,
             model_name=detector_name(detector),
         )
     finally:

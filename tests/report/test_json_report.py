@@ -34,6 +34,7 @@ def test_report_of_a_scored_slide(scored_result: SlideResult, tmp_path: Path) ->
     validate_report(json.loads(json.dumps(report)))  # survives a JSON round trip
     assert report["slide"]["name"] == "slide7.tiff" and report["status"] == "done" and report["error"] is None
     assert report["slide"]["dimensions"] == [1024, 1024] and report["slide"]["mpp"] == [0.25, 0.25]
+    assert report["slide"]["backend"] == "tifffile"  # the reader open_slide chose for it
     assert report["tiles"] == {"read": scored_result.tiles_read, "total": scored_result.tiles_total,
                                "size": 256, "overlap": 128, "mpp": [0.5, 0.5]}  # fmt: skip
     labels = scored_result.detections.labels.numpy()
@@ -90,7 +91,13 @@ def test_report_of_a_failed_slide_validates() -> None:
     result = failed_result("/data/case 12/x.svs", "/data/case 12/x.svs: file not found", detector=stub)
     report = slide_report(result)
     assert report["status"] == "failed" and report["error"].endswith("file not found")
-    assert report["slide"] == {"name": "x.svs", "vendor": None, "dimensions": None, "mpp": None}
+    assert report["slide"] == {
+        "name": "x.svs",
+        "vendor": None,
+        "backend": None,
+        "dimensions": None,
+        "mpp": None,
+    }
     assert report["detections"] == {"total": 0, "per_class": {"a": 0, "b": 0}}
     assert report["model"]["name"] == "m1" and report["top_cells"] == {"a": [], "b": []}
 
