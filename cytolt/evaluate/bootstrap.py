@@ -24,7 +24,7 @@ Glossary
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,8 +208,14 @@ def match_detections(gt: GtLike, detections: DetectionsLike, *, max_dets: int = 
             continue
         scores = np.concatenate([p[1] for p in parts])
         order = np.argsort(-scores, kind="mergesort")  # lvis-api's accumulate: stable, images in id order
+        tp = np.concatenate([p[2] for p in parts], axis=1)[:, order]
+        # Detections ranked below the last true positive (at any threshold) never change AP under any
+        # weights: they only lower precision after the highest recall is reached. Dropping them keeps
+        # resampling cheap (a detector's low-score tail is nearly all false positives).
+        hits = np.nonzero(tp.any(axis=0))[0]
+        order = order[: hits[-1] + 1 if len(hits) else 0]
         det_image.append(np.concatenate([p[0] for p in parts])[order])
-        det_tp.append(np.concatenate([p[2] for p in parts], axis=1)[:, order])
+        det_tp.append(tp[:, : len(order)])
         det_fp.append(np.concatenate([p[3] for p in parts], axis=1)[:, order])
     return MatchTable(
         image_ids=np.array([im["id"] for im in images]),
@@ -290,6 +296,11 @@ class Interval:
         return {"value": self.value, "low": self.low, "high": self.high, "resamples": self.resamples}
 
 
+def metric_keys(table: MatchTable) -> tuple[str, ...]:
+    """The metrics :func:`score_table` returns, in a fixed order: AP, AP50, APr, APc, APf, ``AP-<class>``."""
+    return (*SUMMARY_KEYS, *(f"AP-{name}" for name in table.names))
+
+
 def resample_weights(num_images: int, n_resamples: int, seed: int) -> np.ndarray:
     """(n_resamples, I) draw counts: each row draws ``num_images`` images with replacement (seeded)."""
     rng = np.random.default_rng(seed)
@@ -297,26 +308,33 @@ def resample_weights(num_images: int, n_resamples: int, seed: int) -> np.ndarray
     return np.stack([np.bincount(row, minlength=num_images) for row in draws])
 
 
-def _intervals(
-    point: Mapping[str, float], samples: Sequence[Mapping[str, float]], level: float, defined: Any
-) -> dict[str, Interval]:
-    tail = (1 - level) / 2 * 100
-    out = {}
-    for key, value in point.items():
-        vals = np.array([s[key] for s in samples if defined(s, key)], dtype=np.float64)
-        if len(vals) == 0:
-            out[key] = Interval(value, float("nan"), float("nan"), 0)
-        else:
-            low, high = np.percentile(vals, [tail, 100 - tail])
-            out[key] = Interval(value, float(low), float(high), len(vals))
+def resample_scores(table: MatchTable, *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """(n_resamples, len(metric_keys)) metrics of each resample, NaN where undefined.
+
+    Two tables of the same ground truth scored with the same ``seed`` see the same resampled image sets, so
+    their rows pair up: stored once per run, they give any later paired comparison without re-scoring.
+    """
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1; got {n_resamples}")
+    keys = metric_keys(table)
+    out = np.empty((n_resamples, len(keys)))
+    for r, w in enumerate(resample_weights(table.num_images, n_resamples, seed)):
+        scores = score_table(table, w)
+        out[r] = [scores[k] if scores[k] > -1 else np.nan for k in keys]
     return out
 
 
-def _check(level: float, n_resamples: int) -> None:
+def percentile_interval(value: float, samples: np.ndarray, level: float = 0.95) -> Interval:
+    """``value`` with the percentile interval of ``samples`` (NaN entries, undefined resamples, left out)."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1); got {level}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1; got {n_resamples}")
+    vals = np.asarray(samples, dtype=np.float64)
+    vals = vals[~np.isnan(vals)]
+    if len(vals) == 0:
+        return Interval(float(value), float("nan"), float("nan"), 0)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(vals, [tail, 100 - tail])
+    return Interval(float(value), float(low), float(high), len(vals))
 
 
 def bootstrap(
@@ -326,10 +344,10 @@ def bootstrap(
 
     A metric undefined in a resample (its classes drew no ground truth) is left out of that resample.
     """
-    _check(level, n_resamples)
+    percentile_interval(0.0, np.zeros(1), level)  # checks level before the work
     point = score_table(table)
-    samples = [score_table(table, w) for w in resample_weights(table.num_images, n_resamples, seed)]
-    return _intervals(point, samples, level, lambda s, key: s[key] > -1)
+    samples = resample_scores(table, n_resamples=n_resamples, seed=seed)
+    return {k: percentile_interval(point[k], samples[:, j], level) for j, k in enumerate(metric_keys(table))}
 
 
 def paired_bootstrap(
@@ -345,16 +363,15 @@ def paired_bootstrap(
     The two tables must come from the same ground truth. A difference is real when its interval excludes 0
     (``Interval.excludes_zero``).
     """
-    _check(level, n_resamples)
+    percentile_interval(0.0, np.zeros(1), level)
     if not np.array_equal(baseline.image_ids, method.image_ids) or baseline.names != method.names:
         raise ValueError("paired_bootstrap needs two tables of the same ground truth (images and classes)")
     if not np.array_equal(baseline.gt_count, method.gt_count):
         raise ValueError("paired_bootstrap: the two tables count different ground truths")
-
-    def diff(w: np.ndarray | None) -> dict[str, float]:
-        a, b = score_table(baseline, w), score_table(method, w)
-        return {key: (b[key] - a[key]) if a[key] > -1 and b[key] > -1 else float("nan") for key in a}
-
-    point = diff(None)
-    samples = [diff(w) for w in resample_weights(baseline.num_images, n_resamples, seed)]
-    return _intervals(point, samples, level, lambda s, key: not np.isnan(s[key]))
+    keys = metric_keys(baseline)
+    a, b = score_table(baseline), score_table(method)
+    point = {k: b[k] - a[k] if a[k] > -1 and b[k] > -1 else float("nan") for k in keys}
+    diff = resample_scores(method, n_resamples=n_resamples, seed=seed) - resample_scores(
+        baseline, n_resamples=n_resamples, seed=seed
+    )
+    return {k: percentile_interval(point[k], diff[:, j], level) for j, k in enumerate(keys)}
