@@ -30,6 +30,7 @@ METHODS = {
     "gradlibra_copypaste": "Grad-Libra + copy-paste",
     "gol": "GOL (Gumbel BCE)",
     "iif": "IIF (softmax CE, raw)",
+    "pcb": "PCB (softmax CE + fight-back KL)",
 }
 KEYS = ("AP", "AP50", "APr", "APc", "APf")
 

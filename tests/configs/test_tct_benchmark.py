@@ -21,4 +21,4 @@ def test_every_method_has_a_cpu_config_and_runs_by_default():
     for method in bench.METHODS:
         assert (ROOT / "configs" / "tct" / f"retinanet_r18_{method}.py").is_file(), method
     assert bench.parse_args([]).methods.split(",") == list(bench.METHODS)
-    assert {"gol", "iif"} <= set(bench.METHODS)
+    assert {"gol", "iif", "pcb"} <= set(bench.METHODS)
