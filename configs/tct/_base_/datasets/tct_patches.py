@@ -53,7 +53,8 @@ train_dataloader = dict(
     batch_size=4,
     num_workers=0,
     persistent_workers=False,
-    sampler=dict(type="DefaultSampler", shuffle=True),
+    # Seeded shuffle; endless under an iteration loop (SamplerSeedHook), so no 2-s loader restart each pass.
+    sampler=dict(type="ShuffleSampler"),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
