@@ -7,6 +7,7 @@ slide); 130 interrupted by Ctrl-C (finished slides kept; rerun with --resume); 1
 
 from __future__ import annotations
 
+import functools
 import shlex
 import sys
 from pathlib import Path
@@ -84,6 +85,15 @@ one task; only this process writes RUN_DIR.
     "--device", default=None, help="torch device, e.g. cuda, cuda:1, cpu [default: cuda if available]."
 )
 @click.option(
+    "--engine",
+    type=click.Choice(("auto", "onnx", "torch")),
+    default="auto",
+    show_default=True,
+    help="What runs the network: onnx (ONNX Runtime, CPU, the folder's model.onnx) or torch; auto takes the "
+    "one `cytolt export-model` measured faster for this model on the CPU, and torch on a GPU. Both decode "
+    "and merge boxes alike.",
+)
+@click.option(
     "--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Tiles per model call."
 )
 @click.option(
@@ -150,6 +160,7 @@ def screen(
     run_dir: Path,
     model_dir: Path,
     device: str | None,
+    engine: str,
     batch_size: int,
     tile_size: int,
     overlap: int | None,
@@ -165,6 +176,7 @@ def screen(
 ) -> None:
     from cytolt.detect import ModelFolder
     from cytolt.screen import DaskExecutor, LocalExecutor, ScreenSettings, collect_slides
+    from cytolt.screen.executors import load_model
     from cytolt.screen.settings import InvalidSetting
 
     try:
@@ -197,10 +209,11 @@ def screen(
         raise click.BadParameter(str(exc), param_hint="INPUT") from None
 
     console = _Console(len(slides), quiet=quiet)
+    factory = functools.partial(load_model, model, engine=engine)
     executor = (
-        DaskExecutor(workers=dask_workers, scheduler=scheduler, memory_limit=memory_limit)
+        DaskExecutor(workers=dask_workers, scheduler=scheduler, memory_limit=memory_limit, factory=factory)
         if on_dask
-        else LocalExecutor(progress=None if quiet else console.progress)
+        else LocalExecutor(factory=factory, progress=None if quiet else console.progress)
     )
     again = shlex.join(["cytolt", "screen", *inputs, "-o", str(run_dir), "--model", str(model_dir)])
     _run(slides, model, run_dir, settings, executor, resume=resume, console=console, again=again)

@@ -7,6 +7,9 @@ Layout, format version ``MODEL_FORMAT``::
     MODEL_DIR/config.py           the mmdet model config (``model=...``, ``custom_imports``)
     MODEL_DIR/model.safetensors   weights (and loss state buffers); never a pickle
     MODEL_DIR/scorer.json         optional: the slide scorer fit for this model (SlideScorer.to_dict())
+    MODEL_DIR/model.onnx          optional: the network up to the raw head outputs for the onnx engine; model.json
+                                  then has "onnx" (file, sha256, outputs per group, exporter) and "engine"
+                                  ({"default": "onnx"|"torch", "measured": {...}}); folders without them load too
 
     folder = ModelFolder.read("models/retinanet_r18")    # checks the files and the format version, parses once
     folder.info.classes, folder.identity(), folder.scorer()
@@ -64,6 +67,8 @@ class ModelFolder:
     CONFIG: ClassVar[str] = "config.py"
     WEIGHTS: ClassVar[str] = "model.safetensors"
     SCORER: ClassVar[str] = "scorer.json"
+    ONNX: ClassVar[str] = "model.onnx"
+    ENGINES: ClassVar[tuple[str, ...]] = ("torch", "onnx")
     IDENTITY_FILES: ClassVar[tuple[str, ...]] = (META, CONFIG, WEIGHTS)
 
     def __init__(self, path: Path, info: ModelInfo, meta: Mapping[str, Any]) -> None:
@@ -89,6 +94,25 @@ class ModelFolder:
     @property
     def scorer_path(self) -> Path:
         return self.path / self.SCORER
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / self.ONNX
+
+    @property
+    def onnx(self) -> dict[str, Any] | None:
+        """model.json's ``onnx`` entry when the export wrote one with its file present, else None."""
+        entry = self.meta.get("onnx")
+        if not isinstance(entry, dict) or "sha256" not in entry or not self.onnx_path.is_file():
+            return None
+        return entry
+
+    @property
+    def default_engine(self) -> str:
+        """The engine model.json recorded as the faster at export (``"torch"`` for older folders or no onnx)."""
+        engine = self.meta.get("engine")
+        choice = engine.get("default") if isinstance(engine, dict) else None
+        return "onnx" if choice == "onnx" and self.onnx is not None else "torch"
 
     # ----------------------------------------------------------------- reading
     @classmethod
@@ -178,6 +202,14 @@ class ModelFolder:
         tmp.write_text(json.dumps(scorer.to_dict(), indent=2) + "\n")
         tmp.replace(self.scorer_path)
         return self.scorer_path
+
+    def update_meta(self, entries: Mapping[str, Any]) -> ModelFolder:
+        """Add or replace ``model.json`` entries atomically and read the folder back (its identity changes)."""
+        meta = {**self.meta, **entries}
+        tmp = self.path / (self.META + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.replace(self.path / self.META)
+        return self.read(self.path)
 
     @classmethod
     def write(

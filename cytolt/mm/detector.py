@@ -1,6 +1,10 @@
-"""mmdet backend of :class:`cytolt.detect.Detector`: an exported model folder -> batched inference.
+"""mmdet backends of :class:`cytolt.detect.Detector`: an exported model folder -> batched inference.
 
-On CUDA it runs with autocast (fp16) and channels-last. When mmcv was built without CUDA ops, mmcv's NMS is
+Two engines share the model's data preprocessor and its head's decoding and NMS, and differ in the network:
+:class:`MMDetDetector` runs it in torch (engine ``torch``), :class:`OnnxDetector` runs ``model.onnx`` through
+ONNX Runtime on the CPU (engine ``onnx``, see :mod:`cytolt.mm.onnx_export`).
+
+On CUDA the torch engine runs with autocast (fp16) and channels-last. When mmcv was built without CUDA ops, mmcv's NMS is
 swapped for torchvision's (same keep set; tested against each other on CPU), so a CPU-built mmcv still screens on
 a GPU.
 """
@@ -19,7 +23,9 @@ from torchvision.ops import nms as tv_nms
 
 import cytolt.mm  # noqa: F401  (registers cytolt's losses so the model config builds)
 from cytolt.detect.model_folder import ModelFolder
+from cytolt.detect.onnx_engine import OnnxSession
 from cytolt.detect.types import Detections
+from cytolt.mm.onnx_export import split_groups
 
 log = logging.getLogger("cytolt")
 
@@ -54,6 +60,8 @@ def use_torchvision_nms() -> None:
 class MMDetDetector:
     """An exported mmdet model on one device; ``predict`` takes RGB uint8 batches (B, 3, H, W)."""
 
+    engine = "torch"
+
     def __init__(self, folder: ModelFolder, *, device: torch.device, score_thr: float = 0.05) -> None:
         register_all_modules(init_default_scope=True)
         self.info = folder.info
@@ -77,9 +85,9 @@ class MMDetDetector:
             if not _mmcv_has_cuda_ops():
                 use_torchvision_nms()
 
-    @torch.inference_mode()
-    def predict(self, images: torch.Tensor) -> list[Detections]:
-        """images: (B, 3, H, W) RGB, uint8 or float in [0, 255]. Returns one Detections per image, boxes xyxy px."""
+    def preprocess(self, images: torch.Tensor) -> dict:
+        """images: (B, 3, H, W) RGB -> the model's data preprocessor output: ``inputs`` (B, 3, H', W') normalised
+        and padded, ``data_samples`` with each image's shape (boxes are clipped to it)."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W); got {tuple(images.shape)}")
         batch = images.to(self.device, non_blocking=True)
@@ -90,14 +98,63 @@ class MMDetDetector:
             DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)))
             for _ in range(batch.shape[0])
         ]
-        data = {"inputs": list(batch), "data_samples": samples}
+        return self.model.data_preprocessor({"inputs": list(batch), "data_samples": samples}, False)
+
+    def _instances(self, data: dict) -> list:
+        """Preprocessed batch -> one mmdet InstanceData (bboxes, scores, labels) per image."""
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self._amp):
-            outputs = self.model.test_step(data)
+            outputs = self.model.predict(data["inputs"], data["data_samples"])
+        return [out.pred_instances for out in outputs]
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor) -> list[Detections]:
+        """images: (B, 3, H, W) RGB, uint8 or float in [0, 255]. Returns one Detections per image, boxes xyxy px."""
         return [
-            Detections(
-                boxes=out.pred_instances.bboxes.float(),
-                scores=out.pred_instances.scores.float(),
-                labels=out.pred_instances.labels.long(),
-            )
-            for out in outputs
+            Detections(boxes=out.bboxes.float(), scores=out.scores.float(), labels=out.labels.long())
+            for out in self._instances(self.preprocess(images))
         ]
+
+
+class OnnxDetector(MMDetDetector):
+    """The onnx engine: ``model.onnx`` through ONNX Runtime for the network, this model's mmdet head for decoding.
+
+    CPU only. ``threads`` sizes ONNX Runtime [default: ``torch.get_num_threads()``].
+
+    Raises:
+        ValueError: the device is not the CPU, or the folder has no usable ONNX export (names the folder and, when
+            the export failed, why).
+    """
+
+    engine = "onnx"
+
+    def __init__(
+        self,
+        folder: ModelFolder,
+        *,
+        device: torch.device,
+        score_thr: float = 0.05,
+        threads: int | None = None,
+    ) -> None:
+        if device.type != "cpu":
+            raise ValueError(
+                f"the onnx engine runs on the CPU only (got device {device}); use --engine torch on a GPU"
+            )
+        entry = folder.onnx
+        if entry is None:
+            recorded = folder.meta.get("onnx")
+            why = recorded.get("error") if isinstance(recorded, dict) else None
+            raise ValueError(
+                f"{folder.path} has no ONNX export ({why or folder.ONNX + ' is missing'}); "
+                "re-export it with `cytolt export-model`, or use --engine torch"
+            )
+        # The torch model is still built and loaded: its preprocessor and head decode exactly as the torch engine.
+        super().__init__(folder, device=device, score_thr=score_thr)
+        self.groups = [int(n) for n in entry["outputs"]]
+        self.session = OnnxSession(folder.onnx_path, threads=threads, sha256=entry["sha256"])
+
+    def _instances(self, data: dict) -> list:
+        raw = [torch.from_numpy(a) for a in self.session.run(data["inputs"].numpy())]
+        metas = [sample.metainfo for sample in data["data_samples"]]
+        return self.model.bbox_head.predict_by_feat(
+            *split_groups(raw, self.groups), batch_img_metas=metas, rescale=True
+        )

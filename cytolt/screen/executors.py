@@ -46,14 +46,17 @@ __all__ = [
 DetectorFactory = Callable[[str | None], "Detector"]
 
 
-def load_model(model: ModelFolder | str, device: str | None = None) -> Detector:
+def load_model(model: ModelFolder | str, device: str | None = None, engine: str = "auto") -> Detector:
     """The default detector factory: :func:`cytolt.detect.load` of a model folder on ``device``.
 
-    Given a :class:`~cytolt.detect.ModelFolder` (it pickles), the folder is not read again.
+    Given a :class:`~cytolt.detect.ModelFolder` (it pickles), the folder is not read again. ``engine``:
+    ``"torch"``, ``"onnx"`` or ``"auto"`` (the folder's measured default; ``functools.partial`` it in).
     """
     from cytolt import detect  # looked up at call time, so a test may stand an oracle in for it
 
-    return detect.load(model, device)
+    if engine == "auto":
+        return detect.load(model, device)  # oracles standing in for detect.load need not know engines
+    return detect.load(model, device, engine=engine)
 
 
 @dataclass(frozen=True)

@@ -178,3 +178,30 @@ def test_help_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_engine_reaches_the_detector_factory(
+    engine: str, slides: dict[str, Path], model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    oracle = OracleSequence([slides["HSIL"]], tile_size=256, overlap=128, mpp=0.5)
+    asked: list[str] = []
+    monkeypatch.setattr(
+        cytolt.detect, "load", lambda model_dir, device=None, engine="auto": asked.append(engine) or oracle
+    )
+    run = tmp_path / "run"
+    args = [
+        str(slides["HSIL"]),
+        "-o",
+        str(run),
+        "--model",
+        str(model_dir),
+        "--engine",
+        engine,
+        "--quiet",
+        *TILE,
+    ]
+    result = CliRunner().invoke(screen, args)
+    oracle.close()
+    assert result.exit_code == 0, result.output
+    assert asked == [engine]

@@ -69,3 +69,23 @@ def test_bad_folders_are_refused_with_the_file_named(tmp_path: Path) -> None:
     (folder.path / "config.py").unlink()
     with pytest.raises(FileNotFoundError, match="config.py is missing"):
         ModelFolder.read(folder.path)
+
+
+def test_engine_fields_are_optional_and_read_tolerantly(tmp_path: Path) -> None:
+    folder = write(tmp_path / "m")
+    assert folder.onnx is None and folder.default_engine == "torch"  # a folder from before the onnx engine
+    said_onnx = folder.update_meta({"onnx": {"sha256": "sha256:0"}, "engine": {"default": "onnx"}})
+    assert said_onnx.default_engine == "torch", "model.json names an onnx file that is not there"
+    said_onnx.onnx_path.write_bytes(b"graph")
+    assert ModelFolder.read(folder.path).default_engine == "onnx"
+    for odd in ({"engine": "onnx"}, {"engine": {"default": "tensorrt"}}, {"onnx": {"error": "no export"}}):
+        assert folder.update_meta(odd).default_engine == "torch", odd
+    assert not list(folder.path.glob("*.tmp"))
+
+
+def test_update_meta_keeps_the_other_entries_and_changes_the_identity(tmp_path: Path) -> None:
+    folder = write(tmp_path / "m")
+    before = folder.identity()
+    again = folder.update_meta({"engine": {"default": "torch"}})
+    assert again.meta["classes"] == list(INFO.classes) and again.meta["engine"] == {"default": "torch"}
+    assert again.identity() != before
