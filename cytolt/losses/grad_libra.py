@@ -57,6 +57,8 @@ FOCAL_ALPHA: float | None = 0.25
 # iterations in which the category-sign occurred; hardness falls as training proceeds, so a cumulative mean
 # would lag.
 MOMENTUM = 0.1
+# How gbar averages hardness: weighted by the base loss (cytolt's default) or plainly (the spec's form).
+HARDNESS_MEANS = ("loss", "plain")
 
 
 def calibrated_hardness(
@@ -176,7 +178,8 @@ class GradLibraLoss(nn.Module):
       ``sum w h^beta |dl0/dz|`` times the label weight (``|dl0/dz| = g`` for the BCE base; no reduction
       divisor, as EQLv2 accumulates);
     - ``pos_hardness``, ``neg_hardness``: running means ``gbar`` of ``g`` over positives / negatives, weighted
-      by the base loss ``l0`` (exponential, ``momentum``; the first observation is taken as is);
+      by the base loss ``l0`` (exponential, ``momentum``; the first observation is taken as is), or plain means
+      with ``hardness_mean="plain"`` (the spec's form, for the ablation);
     - ``pos_count``, ``neg_count``: weighted number of positive / negative elements seen.
 
     A training-mode ``forward`` first folds the batch's hardness into the running means (so the batch is
@@ -199,6 +202,7 @@ class GradLibraLoss(nn.Module):
         focal_gamma: float = FOCAL_GAMMA,
         focal_alpha: float | None = FOCAL_ALPHA,
         momentum: float = MOMENTUM,
+        hardness_mean: str = "loss",
         reduction: str = "mean",
         loss_weight: float = 1.0,
     ) -> None:
@@ -213,6 +217,11 @@ class GradLibraLoss(nn.Module):
         self.focal_gamma = focal_gamma
         self.focal_alpha = focal_alpha
         self.momentum = momentum
+        if hardness_mean not in HARDNESS_MEANS:
+            raise ValueError(
+                f"GradLibraLoss: hardness_mean must be one of {HARDNESS_MEANS}; got {hardness_mean!r}"
+            )
+        self.hardness_mean = hardness_mean
         self.reduction = resolve_reduction(reduction, None)
         self.loss_weight = loss_weight
         for name in ("pos_grad", "neg_grad", "pos_hardness", "neg_hardness", "pos_count", "neg_count"):
@@ -306,7 +315,9 @@ class GradLibraLoss(nn.Module):
         if modulator is not None:
             grad_no_alpha = grad_no_alpha * modulator
         l0, dl0 = (base, grad_no_alpha) if alpha_t is None else (base * alpha_t, grad_no_alpha * alpha_t)
-        quantities = [l0, l0 * g, dl0 * g if self.beta == 1 else dl0 * g**self.beta]
+        third = dl0 * g if self.beta == 1 else dl0 * g**self.beta
+        # "plain": gbar = sum g / count, the spec's mean; "loss": sum l0 g / sum l0 (the module docstring's why)
+        quantities = [torch.ones_like(g), g, third] if self.hardness_mean == "plain" else [l0, l0 * g, third]
         index = labels.clamp(max=c - 1)
         foreground = (labels < c).to(g.dtype)
         if el_weight is not None:
@@ -338,5 +349,5 @@ class GradLibraLoss(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, alpha={self.alpha}, gamma={self.gamma}, mu={self.mu}, "
-            f"beta={self.beta}, focal_gamma={self.focal_gamma}, focal_alpha={self.focal_alpha}, momentum={self.momentum}, reduction={self.reduction!r}, loss_weight={self.loss_weight}"
+            f"beta={self.beta}, focal_gamma={self.focal_gamma}, focal_alpha={self.focal_alpha}, momentum={self.momentum}, hardness_mean={self.hardness_mean!r}, reduction={self.reduction!r}, loss_weight={self.loss_weight}"
         )

@@ -214,3 +214,27 @@ def test_gradient_state_matches_autograd_with_the_focal_base() -> None:
         torch.testing.assert_close(
             loss_fn.neg_grad - before[1], (z.grad.abs() * (1 - targets)).sum(0), rtol=1e-4, atol=1e-6
         )
+
+
+def test_plain_hardness_mean_is_the_label_weighted_mean_of_g() -> None:
+    logits, labels = _batch(4)
+    weight = torch.rand(16)
+    plain = GradLibraLoss(3, hardness_mean="plain", **BCE)
+    loss_weighted = GradLibraLoss(3, **BCE)
+    plain(logits, labels, weight)
+    loss_weighted(logits, labels, weight)
+    targets = _targets(labels, 3)
+    g = (torch.sigmoid(logits) - targets).abs()
+    w = weight[:, None].expand_as(g)
+    torch.testing.assert_close(plain.pos_hardness, (w * g * targets).sum(0) / (w * targets).sum(0))
+    torch.testing.assert_close(
+        plain.neg_hardness, (w * g * (1 - targets)).sum(0) / (w * (1 - targets)).sum(0)
+    )
+    # Weighting by the loss favours the hard samples (large l0 where g is large): a higher mean.
+    assert (loss_weighted.neg_hardness > plain.neg_hardness).all()
+    try:
+        GradLibraLoss(3, hardness_mean="median")
+    except ValueError as err:
+        assert "hardness_mean" in str(err)
+    else:
+        raise AssertionError("an unknown hardness_mean must be refused")
