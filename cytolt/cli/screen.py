@@ -154,6 +154,14 @@ one task; only this process writes RUN_DIR.
     help="Well-visualised squamous cells a slide needs to be satisfactory [default: the model's scorer.json, "
     "else Bethesda's 5000 for ThinPrep]; fewer makes it Unsatisfactory, never NILM.",
 )
+@click.option(
+    "--mpp",
+    "slide_mpp",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Microns per level-0 pixel of the slides, for files that lack it or record it wrongly (e.g. 0.25 "
+    "for a 40x scan) [default: each file's own]; recorded in the store and each report.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars and no line per slide.")
 def screen(
     inputs: tuple[str, ...],
@@ -172,6 +180,7 @@ def screen(
     scheduler: str | None,
     memory_limit: str,
     min_squamous_cells: int | None,
+    slide_mpp: float | None,
     quiet: bool,
 ) -> None:
     from cytolt.detect import ModelFolder
@@ -193,6 +202,7 @@ def screen(
             device=device,
             timeout=timeout,
             min_squamous_cells=min_squamous_cells,
+            slide_mpp=slide_mpp,
         )
     except InvalidSetting as exc:
         raise click.BadParameter(str(exc), param_hint="--" + exc.field.replace("_", "-")) from None

@@ -78,7 +78,10 @@ class TileGrid:
         width, height = slide.dimensions
         if self.mpp is not None:
             if slide.mpp is None:
-                raise SlideError(slide.path, "the file records no microns per pixel; pass mpp= to open_slide")
+                raise SlideError(
+                    slide.path,
+                    "the file records no microns per pixel; give it with --mpp (cytolt screen, cytolt dataset) or mpp= (open_slide)",
+                )
             sx, sy = self.mpp[0] / slide.mpp[0], self.mpp[1] / slide.mpp[1]
             xs = _starts(width, tw, overlap, sx, aligned=False)
             ys = _starts(height, th, overlap, sy, aligned=False)

@@ -268,7 +268,8 @@ class Slide(abc.ABC):
         base = self.mpp
         if base is None:
             raise SlideError(
-                self.path, "the file records no microns per pixel; pass mpp= to open_slide to supply it"
+                self.path,
+                "the file records no microns per pixel; give it with --mpp (cytolt screen, cytolt dataset) or mpp= (open_slide)",
             )
         return target[0] / base[0], target[1] / base[1]
 

@@ -90,7 +90,8 @@ def _slide_images(
     crop_px: int,
 ) -> dict[str, Any]:
     owned = not isinstance(slide, Slide)
-    handle = open_slide(slide) if owned else slide
+    given = report["slide"]["mpp"] if report["slide"].get("mpp_source") == "given" else None
+    handle = open_slide(slide, mpp=tuple(given) if given else None) if owned else slide
     try:
         expected = report["slide"]["dimensions"]
         if expected is not None and list(handle.dimensions) != list(expected):

@@ -142,6 +142,7 @@ def slide_report(
             "backend": result.backend,
             "dimensions": None if result.dimensions is None else [int(v) for v in result.dimensions],
             "mpp": None if result.mpp is None else [float(v) for v in result.mpp],
+            "mpp_source": result.mpp_source,
         },
         "status": result.status,
         "error": result.error,

@@ -214,7 +214,7 @@ def _stored_result(
         return None
     assert settings.overlap is not None  # resolved by for_model
     try:  # the grid gives the tile counts of the report; a slide that no longer opens is screened (and fails)
-        with open_slide(path) as handle:
+        with open_slide(path, mpp=settings.slide_mpp) as handle:
             grid = tile_grid(
                 handle, tile_size=settings.tile_size, overlap=settings.overlap, mpp=settings.read_mpp
             )
@@ -228,6 +228,7 @@ def _stored_result(
         status="done",
         dimensions=dims,
         mpp=mpp,
+        mpp_source="file" if settings.slide_mpp is None else "given",
         read_mpp=grid.mpp,
         tile_size=settings.tile_size,
         overlap=settings.overlap,

@@ -89,6 +89,8 @@ class SlideResult:
         status: ``"done"`` or ``"failed"`` (then ``error`` says why and the counts are empty).
         dimensions: level-0 (width, height) px, None if the slide could not be opened.
         mpp: (x, y) microns per level-0 pixel of the slide, None if unknown.
+        mpp_source: where ``mpp`` came from: ``"file"`` (the slide's metadata) or ``"given"``
+            (``ScreenSettings.slide_mpp``, ``--mpp``); None when the slide was not opened.
         read_mpp: (x, y) microns per tile pixel the detector saw; None when tiles were level-0 pixels.
         tile_size, overlap: tile side and overlap in tile pixels.
         tiles_read: tiles that went through the detector; tiles_total: tiles of the grid before the tissue mask.
@@ -112,6 +114,7 @@ class SlideResult:
     error: str | None = None
     dimensions: tuple[int, int] | None = None
     mpp: tuple[float, float] | None = None
+    mpp_source: str | None = None
     read_mpp: tuple[float, float] | None = None
     tile_size: int = 0
     overlap: int = 0
@@ -258,7 +261,7 @@ def _screen(
     handle: Slide | None = None
     try:
         with clock("open"):
-            handle = open_slide(path) if owned else slide  # type: ignore[assignment]
+            handle = open_slide(path, mpp=settings.slide_mpp) if owned else slide  # type: ignore[assignment]
         assert handle is not None
         with clock("mask"):
             grid = tile_grid(
@@ -284,6 +287,7 @@ def _screen(
             status="done",
             dimensions=handle.dimensions,
             mpp=handle.mpp,
+            mpp_source="given" if owned and settings.slide_mpp is not None else "file",
             read_mpp=grid.mpp,
             tile_size=settings.tile_size,
             overlap=settings.overlap,

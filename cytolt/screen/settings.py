@@ -71,6 +71,8 @@ class ScreenSettings:
         html: also write each slide's ``report.html``.
         min_squamous_cells: override the model scorer's adequacy minimum of well-visualised squamous cells
             (:class:`~cytolt.adequacy.AdequacyRules`); None keeps the scorer's.
+        slide_mpp: microns per level-0 pixel of every slide, for slides whose files lack it or record it
+            wrongly; None reads each file's own.
 
     Raises:
         ValueError: at construction, for any value screening cannot use.
@@ -86,6 +88,7 @@ class ScreenSettings:
     timeout: float | None = None
     html: bool = True
     min_squamous_cells: int | None = None
+    slide_mpp: float | None = None
 
     def __post_init__(self) -> None:
         if self.merge not in MERGE_METHODS:
@@ -102,10 +105,15 @@ class ScreenSettings:
                 "overlap",
                 f"overlap must be in [0, {self.tile_size}) for tile_size {self.tile_size}; got {self.overlap}",
             )
-        if self.read_mpp is not None and not (math.isfinite(self.read_mpp) and self.read_mpp > 0):
-            raise InvalidSetting(
-                "read_mpp", f"read_mpp must be positive microns per pixel; got {self.read_mpp}"
-            )
+        for name in ("read_mpp", "slide_mpp"):
+            value = getattr(self, name)
+            if value is not None and not (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and value > 0
+            ):
+                raise InvalidSetting(name, f"{name} must be positive microns per pixel; got {value!r}")
         if self.min_squamous_cells is not None and not (
             isinstance(self.min_squamous_cells, int) and self.min_squamous_cells >= 0
         ):
@@ -132,8 +140,14 @@ class ScreenSettings:
         return dataclasses.replace(self, read_mpp=read_mpp, overlap=overlap)
 
     def identity(self) -> dict[str, Any]:
-        """The settings that change detections (what ``--resume`` compares), as plain data."""
-        return {name: getattr(self, name) for name in _IDENTITY_FIELDS}
+        """The settings that change detections (what ``--resume`` compares), as plain data.
+
+        ``slide_mpp`` appears only when given, so runs made before it existed still match.
+        """
+        out = {name: getattr(self, name) for name in _IDENTITY_FIELDS}
+        if self.slide_mpp is not None:
+            out["slide_mpp"] = self.slide_mpp
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting as plain data (what the store records for a run)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -303,3 +304,26 @@ def test_store_survives_a_kill_during_screening(hsil_slide: Path, tmp_path: Path
         n_rows = store._conn.execute("SELECT COUNT(*) FROM detections").fetchone()[0]
         n_rtree = store._conn.execute("SELECT COUNT(*) FROM detections_rtree").fetchone()[0]
         assert n_rows == n_rtree
+
+
+def test_a_slide_without_mpp_is_screened_with_the_given_one(hsil_slide: Path, tmp_path: Path) -> None:
+    with open_slide(hsil_slide) as slide:
+        pixels = slide.read_region((0, 0), 0, slide.dimensions)
+    bare = tmp_path / "bare.tiff"
+    tifffile.imwrite(bare, pixels[..., :3], tile=(256, 256), photometric="rgb")  # no resolution tags
+    with pytest.raises(SlideError, match="give it with --mpp"):
+        screen_slide(bare, NullDetector(mpp=0.5))
+    settings = ScreenSettings(tile_size=256, batch_size=4, slide_mpp=0.25)
+    given = screen_slide(bare, NullDetector(mpp=0.5), settings)
+    assert given.status == "done" and given.mpp == (0.25, 0.25) and given.mpp_source == "given"
+    assert given.read_mpp == (0.5, 0.5) and given.tiles_read > 0
+    own = screen_slide(hsil_slide, NullDetector(mpp=0.5), ScreenSettings(tile_size=256, batch_size=4))
+    assert own.mpp_source == "file" and own.tiles_read == given.tiles_read
+    # recorded: the store keeps the mpp the slide was screened at, the report says where it came from
+    info = NullDetector(mpp=0.5).info
+    (tmp_path / "run").mkdir()
+    with DetectionStore(tmp_path / "run" / "run.sqlite") as store:
+        recorded = record(store, tmp_path / "run", given, info=info)
+        assert store.slide(recorded.slide_id).mpp == (0.25, 0.25)
+    report = json.loads((tmp_path / "run" / "bare" / "report.json").read_text())
+    assert report["slide"]["mpp"] == [0.25, 0.25] and report["slide"]["mpp_source"] == "given"

@@ -40,7 +40,13 @@ def test_identity_holds_what_changes_detections_only() -> None:
         {"html": False},
     ):
         assert dataclasses.replace(base, **change).identity() == base.identity(), change
-    for change in ({"tile_size": 512}, {"overlap": 64}, {"merge": "wbf"}, {"read_mpp": 0.25}):
+    for change in (
+        {"tile_size": 512},
+        {"overlap": 64},
+        {"merge": "wbf"},
+        {"read_mpp": 0.25},
+        {"slide_mpp": 0.25},
+    ):
         assert dataclasses.replace(base, **change).identity() != base.identity(), change
     assert base.to_dict()["batch_size"] == 8 and set(base.identity()) <= set(base.to_dict())
 
@@ -55,6 +61,8 @@ def test_identity_holds_what_changes_detections_only() -> None:
         ({"tile_size": 256, "overlap": 256}, "overlap", "overlap must be in [0, 256)"),
         ({"read_mpp": -0.5}, "read_mpp", "read_mpp must be positive"),
         ({"timeout": 0}, "timeout", "timeout must be positive"),
+        ({"slide_mpp": 0.0}, "slide_mpp", "slide_mpp must be positive microns per pixel"),
+        ({"slide_mpp": float("nan")}, "slide_mpp", "slide_mpp must be positive"),
         ({"device": "toaster"}, "device", "'toaster' is not a torch device"),
     ],
 )
