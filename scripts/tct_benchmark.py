@@ -1,4 +1,8 @@
-"""Long-tail benchmark on synthetic TCT: methods x seeds with the same budget -> docs/results/tct.md + a plot.
+"""Long-tail benchmark on synthetic TCT: methods x seeds with the same budget (RetinaNet-R18, the small test split).
+
+Superseded for issue 18 by scripts/tct_grid.py (five detectors, a 1,000-patch test split, bootstrap intervals,
+resumable result files in docs/results/runs/); kept for the earlier table it produced, now at the end of
+docs/results/tct.md. Pass ``--out`` elsewhere than docs/results to keep the grid's page.
 
     .venv/bin/python scripts/tct_benchmark.py                  # CPU size: RetinaNet-R18, 500 iterations per run
     .venv/bin/python scripts/tct_benchmark.py --gpu            # GPU size: RetinaNet-R50, 12 epochs, larger set
