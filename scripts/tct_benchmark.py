@@ -2,7 +2,7 @@
 
 Superseded for issue 18 by scripts/tct_grid.py (five detectors, a 1,000-patch test split, bootstrap intervals,
 resumable result files in docs/results/runs/); kept for the earlier table it produced, now at the end of
-docs/results/tct.md. Pass ``--out`` elsewhere than docs/results to keep the grid's page.
+docs/results/tct.md. Its page now goes to work_dirs/tct_benchmark/report/ (``--out``), not over the grid's.
 
     .venv/bin/python scripts/tct_benchmark.py                  # CPU size: RetinaNet-R18, 500 iterations per run
     .venv/bin/python scripts/tct_benchmark.py --gpu            # GPU size: RetinaNet-R50, 12 epochs, larger set
@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--images", type=int, default=600, help="synthetic patches (CPU size)")
     p.add_argument("--data", type=Path, default=None, help="dataset folder (generated if missing)")
     p.add_argument("--work-root", type=Path, default=ROOT / "work_dirs" / "tct_benchmark")
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
+    p.add_argument("--out", type=Path, default=ROOT / "work_dirs" / "tct_benchmark" / "report")
     p.add_argument(
         "--gpu", action="store_true", help="GPU size: R50 configs, 12 epochs, 5,000 images of 512 px"
     )
