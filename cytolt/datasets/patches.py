@@ -10,9 +10,10 @@ Rules (docs/datasets.md):
   clipped to the patch. A box cut by the edge below that is left out, and its class is listed in
   :attr:`Patch.not_exhaustive` (the patch shows part of an object it does not label, so it is no negative
   for that class).
-- **Background.** Square windows on a grid of the patch footprint whose cellular area (``cytolt.io.tissue_mask``)
-  covers at least ``min_tissue`` of the window and that overlap no box, drawn at random (seeded):
-  ``max(min_background, round(background * annotated patches))`` per slide, or all there are when fewer.
+- **Background.** Windows on a grid of half the patch footprint whose cellular area (``cytolt.io.tissue_mask``)
+  covers at least ``min_tissue`` of the window and that overlap no box, drawn at random (seeded) without
+  overlapping each other: ``max(min_background, round(background * annotated patches))`` per slide, or as many
+  as fit when fewer.
 - **Resampling.** A patch is read from the nearest finer pyramid level (``Slide.best_level_for_downsample``)
   and resized (area-averaged when shrinking). Its top-left corner sits on that level's pixel grid, and
   :class:`PatchWindow` keeps the exact level-0 origin and scale, so boxes map to the patch without drift.
@@ -234,8 +235,9 @@ def background_windows(
     fw, fh = size * fx, size * fy
     width, height = slide.dimensions
     mask = tissue_mask(slide) if mask is None else mask
-    xs = np.arange(0, max(width - fw, 0) + 1, fw)
-    ys = np.arange(0, max(height - fh, 0) + 1, fh)
+    # Candidates every half footprint, so a sparse slide's few cell-free stretches are not missed by a coarse grid.
+    xs = np.arange(0, max(width - fw, 0) + 1, fw / 2)
+    ys = np.arange(0, max(height - fh, 0) + 1, fh / 2)
     candidates = [window_at(slide, x, y, mpp_out=mpp_out, size=size) for y in ys for x in xs]
     if not candidates:
         return []
@@ -243,15 +245,19 @@ def background_windows(
     xywh = np.concatenate([extents[:, :2], extents[:, 2:] - extents[:, :2]], axis=1)
     ok = mask.coverage(xywh) >= min_tissue
     if len(boxes):
-        overlaps = (
-            (boxes[None, :, 0] < extents[:, None, 2])
-            & (boxes[None, :, 2] > extents[:, None, 0])
-            & (boxes[None, :, 1] < extents[:, None, 3])
-            & (boxes[None, :, 3] > extents[:, None, 1])
-        ).any(axis=1)
-        ok &= ~overlaps
-    chosen = np.random.default_rng(seed).permutation(np.flatnonzero(ok))[:count]
-    return [candidates[k] for k in sorted(chosen.tolist())]
+        ok &= ~np.array([_overlaps(e, boxes).any() for e in extents], bool)
+    chosen: list[int] = []
+    for k in np.random.default_rng(seed).permutation(np.flatnonzero(ok)).tolist():
+        if len(chosen) == count:
+            break
+        if not chosen or not _overlaps(extents[k], extents[chosen]).any():
+            chosen.append(k)
+    return [candidates[k] for k in sorted(chosen)]
+
+
+def _overlaps(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(M,) whether xyxy ``box`` overlaps each of (M, 4) ``boxes`` with positive area."""
+    return (boxes[:, 0] < box[2]) & (boxes[:, 2] > box[0]) & (boxes[:, 1] < box[3]) & (boxes[:, 3] > box[1])
 
 
 def extract_patches(
