@@ -82,6 +82,7 @@ METHODS = (
 EXTRA = (
     Method("gol", "GOL (Gumbel BCE)", "gol", detectors=("retinanet",)),
     Method("iif", "IIF (softmax CE, raw)", "iif", detectors=("retinanet",)),
+    Method("pcb", "PCB (softmax CE + fight-back KL)", "pcb", detectors=("retinanet",)),
 )
 _LOSS = "model.bbox_head.loss_cls."
 # Grad-Libra ablation on RetinaNet; the default (beta 1, focal base, loss-weighted mean, momentum 0.1) is the
