@@ -8,7 +8,8 @@ Glossary
     weight               (C, D, ...) classifier weight, one row (or filter) per class.
 
 Functions: :func:`norcal` (Pan et al., NeurIPS 2021), :func:`norcal_sigmoid` (cytolt's one-vs-background
-reading of NorCal for sigmoid heads), :func:`tau_norm` (Kang et al., ICLR 2020), :func:`logit_adjust`
+reading of NorCal for sigmoid heads), :func:`tau_norm` (Kang et al., ICLR 2020) and its detector form
+:func:`tau_norm_classifier`, :func:`logit_adjust`
 (Menon et al., ICLR 2021). All are pure torch and differentiable; none touches the model.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["norcal", "norcal_sigmoid", "tau_norm", "logit_adjust"]
+__all__ = ["norcal", "norcal_sigmoid", "tau_norm", "tau_norm_classifier", "logit_adjust"]
 
 
 def _log_positive(values: torch.Tensor, name: str, like: torch.Tensor) -> torch.Tensor:
@@ -96,6 +97,48 @@ def tau_norm(weight: torch.Tensor, tau: float) -> torch.Tensor:
         raise ValueError(f"weight must be (C, D) or (C, D, ...); got shape {tuple(weight.shape)}")
     norms = weight.flatten(1).norm(dim=1).clamp_min(torch.finfo(weight.dtype).tiny)
     return weight / norms.pow(tau).view(-1, *([1] * (weight.ndim - 1)))
+
+
+def tau_norm_classifier(
+    weight: torch.Tensor,
+    tau: float,
+    *,
+    num_classes: int,
+    extra: int = 0,
+    keep_mean_norm: bool = True,
+) -> torch.Tensor:
+    """:func:`tau_norm` for a detector's classifier: only the class rows move, background rows stay.
+
+    The rows are ``R`` groups of ``num_classes + extra`` (``R`` anchors per location in a dense head, 1 in a RoI
+    head): the ``C`` class rows, then ``extra`` rows (1 for a softmax head's background) that are left as they are.
+    Adapted for detection (not in Kang et al., who classify without a background): with ``keep_mean_norm`` each
+    class row becomes ``w_c * (mean_k ||w_k||)**tau / ||w_c|| ** tau`` (mean over the class rows), which ranks the
+    classes as plain tau-norm does but keeps the class logits' average scale, and so the balance against the
+    untouched background row. Biases are not changed (the caller keeps or drops them).
+
+    Args:
+        weight: ``(R (C + extra), D)`` or ``(R (C + extra), D, kh, kw)``.
+        tau: exponent >= 0 (0: unchanged).
+        num_classes: C.
+        extra: rows after the C class rows of each group that keep their weights.
+        keep_mean_norm: rescale by the mean class-row norm to the power tau (see above).
+
+    Returns:
+        tensor of ``weight``'s shape.
+    """
+    if not tau >= 0:
+        raise ValueError(f"tau must be >= 0; got {tau}")
+    group = num_classes + extra
+    if weight.ndim < 2 or weight.shape[0] % group:
+        raise ValueError(
+            f"weight of shape {tuple(weight.shape)} is not groups of {num_classes} class rows + {extra} extra rows"
+        )
+    is_class = (torch.arange(weight.shape[0], device=weight.device) % group) < num_classes
+    normed = tau_norm(weight, tau)
+    if keep_mean_norm:
+        norms = weight.flatten(1).norm(dim=1)
+        normed = normed * norms[is_class].mean().pow(tau)
+    return torch.where(is_class.view(-1, *([1] * (weight.ndim - 1))), normed, weight)
 
 
 def logit_adjust(logits: torch.Tensor, priors: torch.Tensor, tau: float = 1.0) -> torch.Tensor:

@@ -85,3 +85,37 @@ def test_logit_adjust_counts_and_priors_give_same_ranking() -> None:
     torch.testing.assert_close(a - b, torch.full_like(a, -math.log(counts.sum().item())))
     with pytest.raises(ValueError, match="last dimension"):
         logit_adjust(logits, counts[:3])
+
+
+# ---------------------------------------------------------------------------------------------- tau_norm_classifier
+
+
+def test_tau_norm_classifier_moves_class_rows_only_and_keeps_their_mean_norm() -> None:
+    from cytolt.calibration import tau_norm_classifier
+
+    # Class rows of norms 3 and 1 (mean 2), then a background row of norm 10.
+    w = torch.tensor([[3.0, 0.0], [0.0, 1.0], [6.0, 8.0]])
+    out = tau_norm_classifier(w, 1.0, num_classes=2, extra=1)
+    # tau = 1: each class row has norm mean_norm ** 1 = 2; the direction stays; the background row is untouched.
+    torch.testing.assert_close(out, torch.tensor([[2.0, 0.0], [0.0, 2.0], [6.0, 8.0]]))
+    # tau = 0.5: w_c * 2**0.5 / ||w_c||**0.5.
+    half = tau_norm_classifier(w, 0.5, num_classes=2, extra=1)
+    torch.testing.assert_close(half[:2].norm(dim=1), torch.tensor([3 * (2 / 3) ** 0.5, 2**0.5]))
+    # Without the mean rescale it is Kang et al.'s tau-norm on the class rows.
+    torch.testing.assert_close(
+        tau_norm_classifier(w, 1.0, num_classes=2, extra=1, keep_mean_norm=False)[:2], torch.eye(2)
+    )
+    assert torch.equal(tau_norm_classifier(w, 0.0, num_classes=2, extra=1), w)
+
+
+def test_tau_norm_classifier_anchor_groups_and_errors() -> None:
+    from cytolt.calibration import tau_norm_classifier
+
+    # A dense head's conv: 2 anchors x (2 classes + background), (6, 1, 1, 1).
+    w = torch.tensor([3.0, 1.0, 9.0, 1.0, 3.0, 9.0]).reshape(6, 1, 1, 1)
+    out = tau_norm_classifier(w, 1.0, num_classes=2, extra=1).flatten()
+    torch.testing.assert_close(out, torch.tensor([2.0, 2.0, 9.0, 2.0, 2.0, 9.0]))
+    with pytest.raises(ValueError, match="not groups of 2 class rows"):
+        tau_norm_classifier(torch.ones(5, 2), 1.0, num_classes=2, extra=1)
+    with pytest.raises(ValueError, match="tau must be >= 0"):
+        tau_norm_classifier(torch.ones(3, 2), -1.0, num_classes=2, extra=1)

@@ -13,5 +13,5 @@ patch_numpy_for_lvis()
 
 # _torch_load: the scoped weights_only fix for mmengine's resume; register: fills mmdet's registries;
 # cascade: one box-head config for every Cascade R-CNN stage; gumbel, iif: GOL's heads, IIF's classifiers.
-# pcb: PCB's loss and hook.
-from cytolt.mm import _torch_load, cascade, gumbel, iif, pcb, register  # noqa: E402,F401
+# pcb: PCB's loss and hook; decouple: cRT / LWS / tau-norm (Kang et al. 2020); tde: Causal TDE's predictor.
+from cytolt.mm import _torch_load, cascade, decouple, gumbel, iif, pcb, register, tde  # noqa: E402,F401

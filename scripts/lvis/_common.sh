@@ -23,6 +23,9 @@ declare -A LVIS_CONFIGS=(
     [cascade_eqlv2]=cascade_mask_rcnn_r50_fpn_eqlv2_1x
     [cascade_federated]=cascade_mask_rcnn_r50_fpn_federated_rfs_1x
     [cascade_seesaw]=cascade_mask_rcnn_r50_fpn_seesaw_normed_rfs_2x
+    [pcb]=mask_rcnn_r50_fpn_pcb_rfs_2x
+    [tde]=mask_rcnn_r50_fpn_tde_1x
+    [crt]=mask_rcnn_r50_fpn_crt_1x
 )
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

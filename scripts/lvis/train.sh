@@ -2,7 +2,8 @@
 # Train one LVIS v1 reproduction run:  scripts/lvis/train.sh METHOD [GPUS] [-- cytolt train options]
 #
 #   METHOD   random rfs eql eqlv2 seesaw federated cdb copypaste atss efl gradlibra gol iif, cascade cascade_rfs
-#            cascade_eql cascade_eqlv2 cascade_federated cascade_seesaw (norcal: see evaluate.sh)
+#            cascade_eql cascade_eqlv2 cascade_federated cascade_seesaw pcb tde crt (norcal: see evaluate.sh;
+#            crt is stage 2: train 'random' first, its epoch_12.pth is crt's load_from)
 #   GPUS     processes on this machine (default 1); more than one runs torchrun + `cytolt train --launcher
 #            pytorch`. The configs are for 8 GPUs x 2 images; lr scales with the total batch (auto_scale_lr).
 # Environment:

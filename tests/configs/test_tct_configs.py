@@ -39,6 +39,20 @@ def test_dataset_classes_match_synth():
     assert tuple(cfg.classes) == CLASSES
 
 
+def _stage_one_checkpoint(cfg, tmp_path: Path) -> Path:
+    """A weights-only checkpoint of ``cfg``'s model at its initialisation, standing in for a stage-1 run."""
+    import torch
+    from mmdet.registry import MODELS
+    from mmengine.registry import DefaultScope
+
+    with DefaultScope.overwrite_default_scope("mmdet"):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    path = tmp_path / "stage1.pth"
+    torch.save({"state_dict": model.state_dict()}, path)
+    return path
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_config_trains_one_step_and_evaluates(config, tiny_tct, tmp_path):
@@ -61,6 +75,8 @@ def test_config_trains_one_step_and_evaluates(config, tiny_tct, tmp_path):
         "param_scheduler": [],
     }
     cfg = load_config(config, work_dir=tmp_path / "run", data_root=tiny_tct)
+    if cfg.get("load_from"):  # a second-stage config (cRT, LWS): a stage-1 checkpoint of its own model
+        cfg.load_from = str(_stage_one_checkpoint(cfg, tmp_path))
     if cfg.get("custom_hooks"):
         for hook in cfg.custom_hooks:
             if hook["type"] == "CDBHook":

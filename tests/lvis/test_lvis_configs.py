@@ -46,6 +46,9 @@ EXPECTED = {
     "cascade_mask_rcnn_r50_fpn_eqlv2_1x",
     "cascade_mask_rcnn_r50_fpn_federated_rfs_1x",
     "cascade_mask_rcnn_r50_fpn_seesaw_normed_rfs_2x",
+    "mask_rcnn_r50_fpn_pcb_rfs_2x",
+    "mask_rcnn_r50_fpn_tde_1x",
+    "mask_rcnn_r50_fpn_crt_1x",
 }
 
 
@@ -100,6 +103,8 @@ def test_config_parses_offline_with_lvis_settings(config):
     expected_sampler = (
         dict(type="CDBSampler", tau="dynamic")
         if "cdb" in name
+        else dict(type="ClassBalancedSampler")  # cRT's stage 2
+        if "crt" in name
         else dict(type="RepeatFactorSampler", thr=0.001)
         if "rfs" in name
         else dict(type="DefaultSampler", shuffle=True)
@@ -359,7 +364,24 @@ def _cpu_run_config(cfg: Config, work_dir: Path) -> Config:
     tree["default_hooks"]["checkpoint"] = dict(type="CheckpointHook", interval=100, save_last=False)
     tree["default_hooks"]["logger"]["interval"] = 1
     tree["default_hooks"]["visualization"] = dict(type="DetVisualizationHook", draw=False)
+    if tree.get("load_from"):  # a second stage (cRT): a stage-1 checkpoint of the narrowed model
+        tree["load_from"] = str(_stage_one_checkpoint(tree["model"], work_dir))
     return Config(tree, cfg_text="# cpu test run\n", filename=cfg.filename)
+
+
+def _stage_one_checkpoint(model_cfg: dict, work_dir: Path) -> Path:
+    """A weights-only checkpoint of the model at its initialisation, standing in for the stage-1 run."""
+    from mmdet.registry import MODELS
+    from mmengine.config import ConfigDict
+    from mmengine.registry import DefaultScope
+
+    with DefaultScope.overwrite_default_scope("mmdet"):
+        model = MODELS.build(ConfigDict(model_cfg))
+    model.init_weights()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path = work_dir / "stage1.pth"
+    torch.save({"state_dict": model.state_dict()}, path)
+    return path
 
 
 def _bbox_heads(model) -> list:
@@ -408,7 +430,13 @@ def _check_method(name: str, runner, stats) -> None:
                 bias = -2.0 if "_gol_" in name else -4.595
                 assert fc_cls.bias.mean().item() == pytest.approx(bias, abs=0.2)
     assert sampler == (
-        "CDBSampler" if "cdb" in name else "RepeatFactorSampler" if "rfs" in name else "DefaultSampler"
+        "CDBSampler"
+        if "cdb" in name
+        else "ClassBalancedSampler"
+        if "crt" in name
+        else "RepeatFactorSampler"
+        if "rfs" in name
+        else "DefaultSampler"
     )
     checks = {
         "random_1x": lambda: type(loss).__name__ == "CrossEntropyLoss",
@@ -442,6 +470,19 @@ def _check_method(name: str, runner, stats) -> None:
         "gol_normed_rfs_2x": lambda: (
             type(loss).__name__ == "GumbelLoss"
             and type(model.roi_head.mask_head.conv_logits).__name__ == "NormedConv2d"
+        ),
+        "pcb_rfs_2x": lambda: (
+            type(loss).__name__ == "PCBLoss"
+            and loss.instance_count.sum() > 0
+            and any(type(h).__name__ == "PCBHook" for h in runner.hooks)
+        ),
+        "tde_1x": lambda: (
+            type(model.roi_head.bbox_head.fc_cls).__name__ == "TDEPredictor"
+            and model.roi_head.bbox_head.fc_cls.mean_feature.abs().sum() > 0
+        ),
+        "crt_1x": lambda: (
+            [n for n, p in model.named_parameters() if p.requires_grad]
+            == ["roi_head.bbox_head.fc_cls.weight", "roi_head.bbox_head.fc_cls.bias"]
         ),
         "iif_rfs_2x": lambda: torch.allclose(
             model.roi_head.bbox_head.fc_cls.iif.double(),
