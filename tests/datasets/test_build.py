@@ -159,3 +159,29 @@ def test_an_existing_dataset_folder_is_refused(built, cohort):
     summary, _ = built
     with pytest.raises(FileExistsError, match="already holds a dataset"):
         build_dataset(cohort.slides, cohort.geojson, summary.out_dir, class_map=cohort.class_map)
+
+
+def test_a_slide_without_mpp_needs_it_given(tmp_path):
+    import tifffile
+
+    image = np.full((512, 512, 3), 240, np.uint8)
+    image[100:200, 100:200] = (120, 60, 140)
+    slide = tmp_path / "plain.tiff"
+    tifffile.imwrite(slide, image, tile=(256, 256), photometric="rgb")  # no resolution tags: no mpp
+    table = tmp_path / "cells.csv"
+    table.write_text("slide,x0,y0,x1,y1,class\nplain.tiff,100,100,200,200,hsil\n")
+    with pytest.raises(
+        AnnotationError, match=r"plain.tiff: the slide records no microns per pixel; give it with --mpp"
+    ):
+        build_dataset([slide], [table], tmp_path / "a", splits=(1, 0, 0))
+    summary = build_dataset(
+        [slide], [table], tmp_path / "b", splits=(1, 0, 0), slide_mpp=0.25, mpp=0.5, size=64
+    )
+    (doc,) = (json.loads(p.read_text()) for p in summary.annotation_files.values())
+    (ann,) = doc["annotations"]
+    assert ann["bbox"] == [
+        50 - doc["images"][0]["origin_l0"][0] / 2,
+        50 - doc["images"][0]["origin_l0"][1] / 2,
+        50,
+        50,
+    ]
