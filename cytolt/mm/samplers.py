@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
+import torch
 from mmdet.registry import DATA_SAMPLERS, HOOKS
 from mmengine.dist import get_dist_info, sync_random_seed
 from mmengine.hooks import DistSamplerSeedHook
@@ -141,7 +142,9 @@ class ShuffleSampler(RepeatFactorSampler):
     """Every image once per pass, in a seeded random order: mmengine's ``DefaultSampler`` (shuffle) that can also
     run endless (``SamplerSeedHook`` switches it on under an iteration loop).
 
-    It is repeat-factor sampling with every factor 1 (each image exactly once, permuted with ``seed + pass``).
+    Each pass is ``torch.randperm`` from a generator seeded with ``seed + pass``, sharded by padding with the head
+    of the pass, exactly as ``DefaultSampler(shuffle=True, round_up=True)`` does it: switching a config from
+    ``DefaultSampler`` keeps its image order (tests/mm/test_samplers.py checks it).
 
     Args:
         dataset: the dataset; given by the Runner (only its length is used).
@@ -158,6 +161,11 @@ class ShuffleSampler(RepeatFactorSampler):
     @staticmethod
     def _factors(dataset: Any, thr: float) -> list[float]:
         return [1.0] * len(dataset)
+
+    def _epoch_indices(self, generator: torch.Generator) -> torch.Tensor:
+        # DefaultSampler's draw (no stochastic-rounding draw first: every factor is 1).
+        n = len(self.repeat_factors)
+        return torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
 
 
 @HOOKS.register_module()

@@ -151,3 +151,15 @@ def test_endless_stream_is_the_finite_passes_back_to_back(shuffle):
     assert len(finite) == N_IMAGES
     if not shuffle:
         assert passes == list(range(N_IMAGES)) * 3
+
+
+def test_same_order_as_mmengine_default_sampler():
+    from mmengine.dataset import DefaultSampler
+
+    ours = ShuffleSampler(dataset=IndexDataset(), seed=5)
+    theirs = DefaultSampler(IndexDataset(), shuffle=True, seed=5)
+    for epoch in range(3):
+        ours.set_epoch(epoch)
+        theirs.set_epoch(epoch)
+        assert list(ours) == list(theirs)
+    assert list(ours) != list(range(N_IMAGES))
