@@ -7,6 +7,7 @@ tested without napari or Qt. One concept per module:
     summary.py  SlideSummary, slide_summary     score, call and counts from report.json, else from the store
     table.py    DetectionTable, shown_mask      a slide's detections as columns; class filter; class_colors
     queue.py    QueueItem, ReviewQueue          per class the top-k cells, best first; decisions into the store
+    export.py   export_run, export_slide        per slide QuPath GeoJSON, CSV, COCO into the run (cytolt export)
 
 Cell crops come from :func:`cytolt.report.thumbnails.cell_thumbnail` (the report's gallery uses the same), the
 lazy pyramid napari shows from :func:`cytolt.io.slide_pyramid`, and a synthetic run to review from
@@ -17,6 +18,7 @@ Importing this package imports neither napari nor Qt nor mmdet, nor :mod:`cytolt
 """
 
 from cytolt.report.thumbnails import cell_thumbnail
+from cytolt.review.export import SlideExport, export_run, export_slide
 from cytolt.review.queue import QueueItem, ReviewQueue
 from cytolt.review.run import RunSlide, open_run, run_params
 from cytolt.review.summary import SlideSummary, slide_summary
@@ -27,10 +29,13 @@ __all__ = [
     "QueueItem",
     "ReviewQueue",
     "RunSlide",
+    "SlideExport",
     "SlideSummary",
     "cell_thumbnail",
     "class_colors",
     "detection_table",
+    "export_run",
+    "export_slide",
     "open_run",
     "run_params",
     "shown_mask",

@@ -11,7 +11,7 @@ import pytest
 from shapely.geometry import shape
 
 from cytolt.detect.types import Detections
-from cytolt.store.export import to_coco_results, to_csv, to_geojson
+from cytolt.store.export import ExportSelection, to_coco_results, to_csv, to_geojson
 from cytolt.store.geojson import DEFAULT_COLORS, check_qupath_geojson
 from cytolt.store.store import DetectionStore
 
@@ -60,7 +60,7 @@ def test_geojson_follows_qupath_rules_and_carries_scores_and_reviews(tmp_path: P
     assert reclassified["measurements"]["review_accepted"] == 1.0
     assert by_model["NILM"]["properties"]["measurements"]["review_accepted"] == 0.0
 
-    kept = to_geojson(store, sid, None, include_rejected=False, min_score=0.5)
+    kept = to_geojson(store, sid, None, selection=ExportSelection(rejected=False, min_score=0.5))
     assert {f["properties"]["model_class"] for f in kept["features"]} == {"HSIL", "ASC-US"}
     store.close()
 
@@ -101,7 +101,7 @@ def test_csv_has_one_row_per_detection_with_class_scores_and_reviews(tmp_path: P
     assert float(first["p_HSIL"]) == pytest.approx(0.9)
     assert first["review_decision"] == "accept" and first["reviewer"] == "ann"
     assert rows[1]["review_decision"] == ""
-    assert to_csv(store, sid, tmp_path / "one.csv", min_score=0.5) == 2
+    assert to_csv(store, sid, tmp_path / "one.csv", selection=ExportSelection(min_score=0.5)) == 2
     store.close()
 
 
@@ -126,5 +126,54 @@ def test_coco_results_load_in_pycocotools(tmp_path: Path) -> None:
     anns = dt.loadAnns(dt.getAnnIds(imgIds=[7]))
     assert len(anns) == 3
     assert sorted(a["area"] for a in anns) == pytest.approx(sorted([40 * 50, 29.5 * 44, 20 * 25]))
-    assert len(to_coco_results(store, sid, min_score=0.5)) == 2
+    assert len(to_coco_results(store, sid, selection=ExportSelection(min_score=0.5))) == 2
+    store.close()
+
+
+def test_selection_applies_alike_to_every_format(tmp_path: Path) -> None:
+    store, sid, ids = _fill(tmp_path / "run.sqlite")
+    store.add_review(int(ids[1]), "reclassify", new_label="LSIL", reviewer="ann")  # ASC-US 0.6 -> LSIL
+    store.add_review(int(ids[1]), "reclassify", new_label="HSIL", reviewer="bob")  # the latest decides
+    store.add_review(int(ids[2]), "reject", reviewer="bob")  # NILM 0.2
+
+    def selected(selection: ExportSelection) -> tuple[list[int], list[int], list[int]]:
+        """Detection ids written to GeoJSON (by feature order), CSV and COCO (by score) under a selection."""
+        doc = to_geojson(store, sid, None, selection=selection)
+        to_csv(store, sid, tmp_path / "s.csv", selection=selection)
+        rows = [int(r["detection_id"]) for r in csv.DictReader((tmp_path / "s.csv").open())]
+        score_to_id = {round(s, 4): int(i) for s, i in zip(SCORES, ids, strict=True)}
+        geo = [score_to_id[round(f["properties"]["measurements"]["score"], 4)] for f in doc["features"]]
+        coco = [score_to_id[round(r["score"], 4)] for r in to_coco_results(store, sid, selection=selection)]
+        return geo, rows, coco
+
+    def check(selection: ExportSelection, expected: list[int]) -> None:
+        geo, rows, coco = selected(selection)
+        assert geo == rows == coco == [int(ids[i]) for i in expected], selection
+
+    check(ExportSelection(), [0, 1, 2])
+    check(ExportSelection(min_score=0.6), [0, 1])
+    check(ExportSelection(classes={"HSIL"}), [0, 1])  # the reclassified ASC-US counts as HSIL
+    check(ExportSelection(classes=["ASC-US", "LSIL"]), [])  # ... and no longer as what the model said
+    check(ExportSelection(classes={"NILM"}), [2])
+    check(ExportSelection(reviewed_only=True), [1, 2])
+    check(ExportSelection(reviewed_only=True, rejected=False), [1])
+    check(ExportSelection(reviewed_only=True, classes={"HSIL"}, min_score=0.7), [])
+    # the CSV's review_class and the GeoJSON's classification are the reviewed class; COCO keeps the model's
+    to_csv(store, sid, tmp_path / "all.csv")
+    row = next(r for r in csv.DictReader((tmp_path / "all.csv").open()) if int(r["detection_id"]) == ids[1])
+    assert (row["class"], row["review_class"], row["reviewer"]) == ("ASC-US", "HSIL", "bob")
+    coco = to_coco_results(store, sid, selection=ExportSelection(classes={"HSIL"}))
+    assert [r["category_id"] for r in coco] == [4, 2]
+    store.close()
+
+
+def test_selection_rejects_unknown_classes_and_bad_values(tmp_path: Path) -> None:
+    store, sid, _ = _fill(tmp_path / "run.sqlite")
+    with pytest.raises(ValueError, match=r"no class \['SCC'\] in this run; classes are"):
+        to_csv(store, sid, tmp_path / "x.csv", selection=ExportSelection(classes={"SCC", "HSIL"}))
+    with pytest.raises(TypeError, match="not the string 'HSIL'"):
+        ExportSelection(classes="HSIL")
+    with pytest.raises(ValueError, match="finite"):
+        ExportSelection(min_score=float("nan"))
+    assert ExportSelection(classes=["HSIL", "HSIL"]).classes == frozenset({"HSIL"})
     store.close()
