@@ -74,18 +74,17 @@ def class_balanced_image_weights(image_classes: Sequence[set[int]], num_classes:
     ``n_c`` is the number of images holding class ``c``; an image without classes gets 0 (it cannot be reached by
     picking a class first). Raises a ValueError when no image has a class.
     """
-    counts = torch.zeros(num_classes, dtype=torch.float64)
-    for i, classes in enumerate(image_classes):
-        for c in classes:
-            if not 0 <= c < num_classes:
-                raise ValueError(f"image {i} has class {c}, outside 0..{num_classes - 1}")
-            counts[c] += 1
-    if counts.sum() == 0:
+    # (image, class) pairs, one per class present in an image: one bincount and one scatter, no loop over tensors.
+    pairs = [(i, c) for i, classes in enumerate(image_classes) for c in set(classes)]
+    bad = next(((i, c) for i, c in pairs if not 0 <= c < num_classes), None)
+    if bad is not None:
+        raise ValueError(f"image {bad[0]} has class {bad[1]}, outside 0..{num_classes - 1}")
+    if not pairs:
         raise ValueError("class-balanced sampling: no image has an annotated class")
-    inverse = torch.where(counts > 0, 1.0 / counts.clamp_min(1), torch.zeros_like(counts))
-    return torch.tensor(
-        [float(sum(inverse[c] for c in classes)) for classes in image_classes], dtype=torch.float64
-    )
+    image_of, class_of = torch.tensor(pairs, dtype=torch.long).t()
+    counts = torch.bincount(class_of, minlength=num_classes).double()
+    weights = torch.zeros(len(image_classes), dtype=torch.float64)
+    return weights.scatter_add_(0, image_of, 1.0 / counts[class_of])
 
 
 @DATA_SAMPLERS.register_module(name="ClassBalancedSampler")
