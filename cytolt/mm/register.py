@@ -1,3 +1,3 @@
 """Import every registration module so that ``import cytolt.mm`` fills mmdet's registries."""
 
-from cytolt.mm import hooks, losses, lvis, metrics, progress, samplers, transforms  # noqa: F401
+from cytolt.mm import hooks, losses, lvis, metrics, polarmask, progress, samplers, transforms  # noqa: F401

@@ -92,3 +92,21 @@ def test_config_trains_one_step_and_evaluates(config, tiny_tct, tmp_path):
     metrics = runner.val_loop.run() if runner.val_loop is not None else {}
     assert "lt/AP" in metrics and "lt/APr" in metrics, metrics
     assert -1.0 <= metrics["lt/AP"] <= 1.0
+
+
+@pytest.mark.parametrize("name", ["polarmask_r18", "mask_rcnn_r18"])
+def test_instance_mask_configs_load_masks_and_score_segm(name):
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(ROOT / "configs" / "tct" / f"{name}.py"))
+    loads = [t for t in cfg.train_dataloader.dataset.pipeline if t["type"] == "LoadAnnotations"]
+    assert len(loads) == 1 and loads[0]["with_mask"] is True
+    for evaluator, loader in (
+        (cfg.val_evaluator, cfg.val_dataloader),
+        (cfg.test_evaluator, cfg.test_dataloader),
+    ):
+        metrics = {e["type"]: e for e in evaluator}
+        assert set(metrics) == {"LongTailMetric", "CocoMetric"} and metrics["CocoMetric"]["metric"] == [
+            "segm"
+        ]
+        assert {e["ann_file"] for e in evaluator} == {cfg.data_root + loader.dataset.ann_file}
