@@ -7,6 +7,7 @@ imported by the functions that use them. Never imports mmdet. See docs/evaluate.
 """
 
 from cytolt.evaluate._common import category_names
+from cytolt.evaluate._fast import ENGINES
 from cytolt.evaluate.coco import coco_eval
 from cytolt.evaluate.confusion import confusion_matrix, plot_confusion
 from cytolt.evaluate.fixed_ap import fixed_ap, top_k_per_class
@@ -27,6 +28,7 @@ from cytolt.evaluate.screening import (
 from cytolt.evaluate.slide import plot_roc, roc_curve, sensitivity_at_specificity, slide_auc
 
 __all__ = [
+    "ENGINES",
     "LVISEvaluator",
     "at_cutoffs",
     "category_names",

@@ -19,7 +19,7 @@ from mmdet.registry import METRICS
 from mmengine.evaluator import BaseMetric
 
 from cytolt.datasets import is_lvis, read_coco, with_lvis_fields
-from cytolt.evaluate import LVISEvaluator
+from cytolt.evaluate import ENGINES, LVISEvaluator
 
 
 @METRICS.register_module()
@@ -56,6 +56,8 @@ class LongTailMetric(BaseMetric):
         self.per_class = per_class
         self.results_file = results_file
         self.train_ann_file = train_ann_file
+        if engine not in ENGINES:
+            raise ValueError(f"LongTailMetric: engine must be one of {ENGINES}; got {engine!r}")
         self.engine = engine
 
     def _ground_truth(self) -> str | dict[str, Any]:
