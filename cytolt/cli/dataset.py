@@ -47,7 +47,7 @@ def _parse_fractions(ctx: click.Context, param: click.Parameter, value: str) -> 
 
 @click.group("dataset")
 def dataset() -> None:
-    """Make training sets: from annotated slides (build)."""
+    """Make training sets: from annotated slides (build) or a reviewed screening run (from-review)."""
 
 
 @dataset.command("build", help=_BUILD_HELP, short_help="Training set from annotated slides.")
@@ -170,5 +170,77 @@ def build(
             progress=not quiet,
         )
     except (ValueError, SlideError, FileExistsError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(summary.format())
+
+
+_FROM_REVIEW_HELP = """Build a training set from the reviews of a screening run.
+
+\b
+RUN is a `cytolt screen` run folder whose detections were reviewed (the
+napari plugin's accept / reject / reclassify). Accepted cells become boxes
+of the model's class, reclassified ones boxes of the reviewed class, and
+rejected ones hard-negative patches (their class is a negative there).
+Unreviewed detections inside a patch that score at least --keep-unreviewed
+are kept as the model called them. Slides are split, never patches.
+
+\b
+Fine-tune the run's model on it:
+  cytolt train CONFIG --data-root OUT --load-from MODEL_DIR
+See docs/datasets.md ("Reviews become training data").
+"""
+
+
+@dataset.command("from-review", help=_FROM_REVIEW_HELP, short_help="Training set from a reviewed run.")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option(
+    "--mpp-out",
+    type=click.FloatRange(min=0.05, max=10),
+    default=None,
+    help="Microns per pixel of the patches [default: what the run's model read].",
+)
+@click.option("--size", type=click.IntRange(min=32), default=512, show_default=True, help="Patch side (px).")
+@click.option(
+    "--split",
+    default="0.8,0.2,0",
+    show_default=True,
+    callback=_parse_fractions,
+    help="train,val,test fractions of the reviewed slides.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the split.")
+@click.option(
+    "--keep-unreviewed",
+    type=click.FloatRange(min=0, max=1),
+    default=0.5,
+    show_default=True,
+    help="Unreviewed detections in a patch scoring at least this are kept as boxes of the model's class.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def from_review(
+    run_dir: Path,
+    out: Path,
+    mpp_out: float | None,
+    size: int,
+    split: tuple[float, float, float],
+    seed: int,
+    keep_unreviewed: float,
+    quiet: bool,
+) -> None:
+    from cytolt.datasets.from_review import review_dataset
+    from cytolt.io import SlideError
+
+    try:
+        summary = review_dataset(
+            run_dir,
+            out,
+            mpp=mpp_out,
+            size=size,
+            splits=split,
+            seed=seed,
+            keep_unreviewed=keep_unreviewed,
+            progress=not quiet,
+        )
+    except (ValueError, SlideError, FileExistsError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(summary.format())

@@ -31,7 +31,13 @@ import click
     help="'pytorch' under torchrun for multi-GPU.",
 )
 @click.option("--amp/--no-amp", default=None, help="Mixed precision [default: on with CUDA].")
-def train(config, work_dir, data_root, cfg_options, resume, launcher, amp) -> None:
+@click.option(
+    "--load-from",
+    type=click.Path(exists=True),
+    default=None,
+    help="Start from these weights (fine-tuning): a model folder from cytolt export-model, or a checkpoint.",
+)
+def train(config, work_dir, data_root, cfg_options, resume, launcher, amp, load_from) -> None:
     """Train CONFIG (e.g. configs/tct/retinanet_r18_gradlibra.py) on CPU or GPU.
 
     \b
@@ -59,6 +65,7 @@ def train(config, work_dir, data_root, cfg_options, resume, launcher, amp) -> No
             launcher=launcher,
             amp=amp,
             echo=click.echo,
+            load_from=load_from,
         )
     except (AnnotationError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err

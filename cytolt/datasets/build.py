@@ -371,7 +371,7 @@ def build_dataset(
                 ):
                     image_id += 1
                     file_name = f"images/{Path(name).stem}_{n:05d}.{image_format}"
-                    _write_image(out / file_name, patch.image, image_format, quality)
+                    write_image(out / file_name, patch.image, image_format, quality)
                     image, anns = patch_records(
                         patch,
                         image_id=image_id,
@@ -419,7 +419,7 @@ def build_dataset(
     table_files[1].write_text(_table_csv(rows, tuple(active)))
     (out / "class_map.json").write_text(json.dumps(cmap.to_dict(), indent=2) + "\n")
     examples_path = out / "examples.jpg"
-    _write_image(examples_path, example_grid(examples.rows(cmap.classes)), "jpg", 90)
+    write_image(examples_path, example_grid(examples.rows(cmap.classes)), "jpg", 90)
     return DatasetSummary(
         out_dir=out,
         classes=cmap.classes,
@@ -527,7 +527,8 @@ def _table_csv(rows: Sequence[ClassSplitRow], splits: Sequence[str]) -> str:
     return buf.getvalue()
 
 
-def _write_image(path: Path, image: np.ndarray, image_format: str, quality: int) -> None:
+def write_image(path: Path, image: np.ndarray, image_format: str, quality: int) -> None:
+    """Write an (H, W, 3) uint8 RGB image as 'jpg' (``quality``) or 'png'."""
     params = (
         [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
         if image_format == "jpg"

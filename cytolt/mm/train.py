@@ -21,7 +21,7 @@ from mmengine.config import Config, DictAction
 
 from cytolt import __version__
 from cytolt.category_stats import coco_category_stats
-from cytolt.datasets import format_class_table
+from cytolt.datasets import AnnotationError, format_class_table
 from cytolt.detect.model_folder import ModelFolder, ModelInfo
 from cytolt.mm.dataset_fit import check_training_data, fit_to_dataset
 
@@ -122,6 +122,7 @@ def train(
     amp: bool | None = None,
     quiet: bool = False,
     echo: Callable[[str], Any] | None = None,
+    load_from: str | Path | None = None,
 ) -> Path:
     """Train ``config`` and return the work_dir.
 
@@ -132,6 +133,8 @@ def train(
         quiet: mmengine logs warnings only (no config dump, no per-interval lines) and a progress bar
             (:class:`~cytolt.mm.progress.TrainProgressHook`) shows iterations, ETA and loss instead.
         echo: where the checked dataset's class table goes (default: the ``cytolt`` logger).
+        load_from: weights to start from (fine-tuning): a model folder (``cytolt export-model``; its classes must
+            be the dataset's) or a checkpoint; replaces the config's ``load_from``.
 
     Every split's annotations are checked before the model is built
     (:func:`~cytolt.mm.dataset_fit.check_training_data`): a broken file fails here, naming the file and entry.
@@ -143,6 +146,10 @@ def train(
     cfg = load_config(config, work_dir=work_dir, data_root=data_root, cfg_options=cfg_options)
     checked = check_training_data(cfg)
     (echo or log.info)(f"training classes ({checked.files['train']}):\n{format_class_table(checked.classes)}")
+    if load_from is not None:
+        cfg.load_from = str(load_from)
+    if cfg.get("load_from") and Path(cfg.load_from).is_dir():
+        cfg.load_from = str(_checkpoint_of_model_folder(cfg.load_from, cfg, Path(cfg.work_dir)))
     cfg.launcher = launcher
     if amp is None:
         amp = torch.cuda.is_available()
@@ -158,6 +165,28 @@ def train(
     runner = Runner.from_cfg(cfg)
     runner.train()
     return Path(cfg.work_dir)
+
+
+def _checkpoint_of_model_folder(path: str | Path, cfg: Config, work_dir: Path) -> Path:
+    """A model folder's weights as the state-dict checkpoint mmengine's ``load_from`` reads (in ``work_dir``),
+    after checking that the model was trained on the classes the config now trains."""
+    from safetensors.torch import load_file
+
+    folder = ModelFolder.read(path)
+    classes = tuple(train_classes(cfg))
+    if tuple(folder.info.classes) != classes:
+        raise AnnotationError(
+            folder.path,
+            "classes",
+            f"the model's classes {list(folder.info.classes)} are not the dataset's {list(classes)}; fine-tune "
+            "on a dataset of the model's classes (cytolt dataset from-review keeps them)",
+        )
+    work_dir.mkdir(parents=True, exist_ok=True)
+    out = work_dir / "load_from_model_folder.pth"
+    torch.save(
+        {"state_dict": load_file(str(folder.weights_path)), "meta": {"model_folder": str(folder.path)}}, out
+    )
+    return out
 
 
 def last_val_metrics(work_dir: str | Path) -> dict[str, float]:

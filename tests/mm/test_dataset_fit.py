@@ -146,3 +146,30 @@ def test_a_broken_file_fails_before_the_model_is_built(plain4, tmp_path, monkeyp
     monkeypatch.setattr(mmengine.runner.Runner, "from_cfg", no_runner)
     with pytest.raises(AnnotationError, match=rf"annotations_{split}.json: {words}"):
         train_mod.train(ROOT / "configs/tct/retinanet_r18_focal.py", work_dir=tmp_path / "w", data_root=data)
+
+
+def test_fine_tuning_from_a_model_of_other_classes_is_refused_before_training(plain4, tmp_path, monkeypatch):
+    import mmengine.runner
+
+    from cytolt.detect import ModelFolder, ModelInfo
+    from cytolt.mm import train as train_mod
+    from cytolt.synth import CLASSES
+
+    model = ModelFolder.write(
+        tmp_path / "model",
+        config="model = dict()\n",
+        weights={"w": __import__("torch").zeros(1)},
+        info=ModelInfo(classes=CLASSES),
+    )
+
+    def no_runner(*args, **kwargs):
+        raise AssertionError("the Runner was built before load_from was checked")
+
+    monkeypatch.setattr(mmengine.runner.Runner, "from_cfg", no_runner)
+    with pytest.raises(AnnotationError, match=r"model: classes: the model's classes \['intermediate'"):
+        train_mod.train(
+            ROOT / "configs/tct/retinanet_r18_focal.py",
+            work_dir=tmp_path / "w",
+            data_root=plain4,
+            load_from=model.path,
+        )
