@@ -3,8 +3,8 @@
 Exactness is checked on every tile of every level (tile-aligned reads, where both backends read whole level
 pixels), on the generated pyramids, on SVS files in each compression, on slides from ``cytolt.synth`` and on
 the real files of the openslide-python test-suite. The bound is 0: on all of them tifffile + imagecodecs and
-OpenSlide decode the same bytes (both JPEG decoders are libjpeg-turbo with its default islow IDCT and fancy
-upsampling; JPEG 2000 goes through OpenJPEG in both).
+OpenSlide decode the same bytes to the same pixels (JPEG through libjpeg-turbo, JPEG 2000 through OpenJPEG, in
+both), so no decoder-rounding tolerance is allowed.
 """
 
 from __future__ import annotations
