@@ -27,6 +27,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "eval_",
         "Evaluate a model: LVIS-style AP with rare/common/frequent, per class.",
     ),
+    "export": (
+        "cytolt.cli.export",
+        "export",
+        "Export a run's detections per slide: QuPath GeoJSON, CSV, COCO results.",
+    ),
     "export-model": (
         "cytolt.cli.export_model",
         "export_model",

@@ -162,6 +162,14 @@ one task; only this process writes RUN_DIR.
     help="Microns per level-0 pixel of the slides, for files that lack it or record it wrongly (e.g. 0.25 "
     "for a 40x scan) [default: each file's own]; recorded in the store and each report.",
 )
+@click.option(
+    "--export",
+    "export_formats",
+    multiple=True,
+    metavar="FORMAT",
+    help="After each slide, also write its detections into its folder as `cytolt export` does: geojson "
+    "(detections.geojson for QuPath), csv, coco; repeat or comma-separate.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars and no line per slide.")
 def screen(
     inputs: tuple[str, ...],
@@ -181,9 +189,11 @@ def screen(
     memory_limit: str,
     min_squamous_cells: int | None,
     slide_mpp: float | None,
+    export_formats: tuple[str, ...],
     quiet: bool,
 ) -> None:
     from cytolt.detect import ModelFolder
+    from cytolt.review.export import parse_formats
     from cytolt.screen import DaskExecutor, LocalExecutor, ScreenSettings, collect_slides
     from cytolt.screen.executors import load_model
     from cytolt.screen.settings import InvalidSetting
@@ -214,6 +224,10 @@ def screen(
     if on_dask and not _has_dask():
         raise click.UsageError("--workers and --scheduler need dask[distributed]: pip install 'cytolt[dask]'")
     try:
+        exports = parse_formats(export_formats)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--export") from None
+    try:
         slides = collect_slides(inputs)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="INPUT") from None
@@ -226,7 +240,17 @@ def screen(
         else LocalExecutor(factory=factory, progress=None if quiet else console.progress)
     )
     again = shlex.join(["cytolt", "screen", *inputs, "-o", str(run_dir), "--model", str(model_dir)])
-    _run(slides, model, run_dir, settings, executor, resume=resume, console=console, again=again)
+    _run(
+        slides,
+        model,
+        run_dir,
+        settings,
+        executor,
+        resume=resume,
+        console=console,
+        again=again,
+        exports=exports,
+    )
 
 
 def _run(
@@ -239,13 +263,21 @@ def _run(
     resume: bool,
     console: _Console,
     again: str,
+    exports: tuple[str, ...] = (),
 ) -> None:
-    """Screen the parsed inputs (:func:`cytolt.screen.screen_slides`), print the outcome, set the exit code."""
+    """Screen the parsed inputs (:func:`cytolt.screen.screen_slides`), print the outcome, set the exit code.
+
+    ``exports``: formats each finished slide is also exported to (:func:`cytolt.review.export.export_callbacks`).
+    """
+    from cytolt.review.export import export_callbacks
     from cytolt.screen import ScreeningInterrupted, screen_slides
 
+    callbacks = console.callbacks()
+    if exports:
+        callbacks = export_callbacks(callbacks, run_dir, formats=exports)
     try:
         summary = screen_slides(
-            slides, model, run_dir, settings, executor=executor, resume=resume, callbacks=console.callbacks()
+            slides, model, run_dir, settings, executor=executor, resume=resume, callbacks=callbacks
         )
     except KeyboardInterrupt as exc:
         console.close()

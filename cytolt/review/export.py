@@ -116,9 +116,11 @@ def export_slide(
     if unknown:
         raise ValueError(f"unknown export format {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     record = store.slide(slide_id)
+    names = store.class_names
+    if selection is not None:
+        selection.check_classes(names, store.path)  # before a folder is made
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    names = store.class_names
     colors = class_colors(names, report_path=report_path, run_params=run_params(store, slide_id))
     files: dict[str, Path] = {}
     count = 0

@@ -49,6 +49,12 @@ class ExportSelection:
         if self.classes is not None:
             object.__setattr__(self, "classes", frozenset(map(str, self.classes)))
 
+    def check_classes(self, names: Sequence[str], where: str | os.PathLike[str]) -> None:
+        """Raise ValueError (naming ``where``, e.g. the store) when ``classes`` names a class not in ``names``."""
+        unknown = sorted(set(self.classes or ()) - set(names))
+        if unknown:
+            raise ValueError(f"{where}: no class {unknown} in this run; classes are {list(names)}")
+
 
 ALL = ExportSelection()
 
@@ -90,10 +96,7 @@ def _select(store: DetectionStore, slide_id: int, selection: ExportSelection | N
         if review is not None and review.decision == "reclassify" and review.new_label is not None:
             shown[i] = int(review.new_label)
     names = _class_names(store, [*labels, *shown])
-    if sel.classes is not None:
-        unknown = sorted(sel.classes - set(names))
-        if unknown:
-            raise ValueError(f"{store.path}: no class {unknown} in this run; classes are {names}")
+    sel.check_classes(names, store.path)
     keep = np.ones(len(labels), dtype=bool)
     for i, key in enumerate(cols["key"]):
         review = reviews.get(key)
