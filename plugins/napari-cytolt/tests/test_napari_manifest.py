@@ -36,7 +36,10 @@ def test_manifest_contributes_reader_widget_writers_and_sample():
     [reader] = contrib.readers
     # the slide patterns are the one table of slide suffixes, less the formats no backend reads
     readable = {f"*{s}" for s in SLIDE_SUFFIXES if s not in UNSUPPORTED_FORMATS}
-    assert reader.accepts_directories and set(reader.filename_patterns) == readable | {"*.sqlite"}
+    assert reader.accepts_directories and set(reader.filename_patterns) == readable | {
+        "*.sqlite",
+        "*.geojson",
+    }
     assert {(w.layer_types[0], w.filename_extensions[0]) for w in contrib.writers} == {
         ("points", ".geojson"),
         ("shapes", ".geojson"),

@@ -1,10 +1,13 @@
-"""napari_cytolt._reader: slide files as lazy multiscale pyramids in microns, run folders with detections."""
+"""napari_cytolt._reader: slide files as lazy multiscale pyramids in microns, run folders with detections,
+QuPath GeoJSON as shapes and points."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
-from napari_cytolt._reader import layer_info, napari_get_reader, read_run
+from napari_cytolt._reader import layer_info, napari_get_reader, read_geojson, read_run
 
 from cytolt.demo_run import make_demo_run
 from cytolt.io import SlideLevelArray, open_slide
@@ -91,3 +94,112 @@ def test_run_folder_finds_a_moved_slide_and_warns_when_it_is_gone(tmp_path):
     assert reader is not None  # the run folder is still recognised ...
     with pytest.warns(UserWarning, match="copy it next to the run folder"):
         assert reader(str(run.run_dir)) == []  # ... and napari is told why nothing opens
+
+
+# ----------------------------------------------------------------------------------------------- GeoJSON
+def _exported(run, **kwargs):
+    from cytolt.review.export import export_run
+
+    [done] = export_run(run.run_dir, formats=("geojson",), progress=False, **kwargs)
+    return done.files["geojson"], json.loads(done.files["geojson"].read_text())["features"]
+
+
+def test_cytolt_export_opens_as_shapes_in_microns_with_class_colours(demo_run, tmp_path):
+    from cytolt.synth import CLASS_COLORS
+
+    path, features = _exported(demo_run)
+    reader = napari_get_reader(str(path))
+    assert reader is not None
+    [(shapes, kwargs, kind)] = reader(str(path))
+    assert kind == "shapes" and kwargs["shape_type"] == "polygon"
+    assert len(shapes) == len(features) > 0
+    assert kwargs["scale"] == (0.25, 0.25) and kwargs["units"] == ("um", "um")  # the store's mpp of the slide
+    names = [f["properties"]["classification"]["name"] for f in features]
+    assert kwargs["features"]["class"].tolist() == names
+    assert np.allclose(
+        kwargs["features"]["score"], [f["properties"]["measurements"]["score"] for f in features]
+    )
+    assert np.allclose(kwargs["edge_color"][:, :3] * 255, [CLASS_COLORS[n] for n in names])
+    # vertices: napari (row, column) with pixel centres on integers, the ring without its closing point
+    ring = np.array(features[0]["geometry"]["coordinates"][0])
+    assert np.allclose(shapes[0][:, ::-1] + 0.5, ring[:-1])
+
+    # the same file outside a run folder: level-0 pixels
+    elsewhere, _ = _exported(demo_run, out=tmp_path / "exports")
+    [(_, kwargs, _)] = read_geojson(elsewhere)
+    assert kwargs["scale"] == (1.0, 1.0) and "units" not in kwargs
+
+
+def test_qupath_geojson_with_points_multipolygons_and_legacy_fields(tmp_path):
+    doc = [  # a plain list of features, as older QuPath exports
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [10.5, 20.5]},
+            "properties": {
+                "objectType": "annotation",
+                "classification": {"name": "HSIL", "colorRGB": -65536},  # QuPath < 0.4: packed ARGB (red)
+                "measurements": [{"name": "score", "value": 0.7}],
+            },
+        },
+        {
+            "type": "Feature",
+            "geometry": {
+                "type": "MultiPolygon",
+                "coordinates": [
+                    [[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]],
+                    [[[20, 20], [30, 20], [25, 30], [20, 20]]],
+                ],
+            },
+            "properties": {
+                "objectType": "annotation",
+                "classification": {"name": "LSIL", "color": [0, 128, 255]},
+            },
+        },
+        {
+            "type": "Feature",
+            "geometry": {"type": "LineString", "coordinates": [[0, 0], [5, 5]]},
+            "properties": {},
+        },
+    ]
+    path = tmp_path / "slide_1.geojson"
+    path.write_text(json.dumps(doc))
+    with pytest.warns(UserWarning, match="skipped LineString features"):
+        layers = napari_get_reader(str(path))(str(path))
+    assert [kind for _, _, kind in layers] == ["shapes", "points"]
+    (shapes, shape_kw, _), (points, point_kw, _) = layers
+    assert [len(s) for s in shapes] == [4, 3]  # one shape per polygon of the MultiPolygon
+    assert shape_kw["features"]["class"].tolist() == ["LSIL", "LSIL"]
+    assert np.isnan(shape_kw["features"]["score"]).all()
+    assert np.allclose(shape_kw["edge_color"][0] * 255, [0, 128, 255, 255])
+    assert np.allclose(points, [[20.0, 10.0]])
+    assert point_kw["features"]["score"].tolist() == [0.7]
+    assert np.allclose(point_kw["face_color"][0] * 255, [255, 0, 0, 255])
+    assert shape_kw["scale"] == point_kw["scale"] == (1.0, 1.0)
+
+
+def test_unreadable_geojson_warns_naming_the_file(tmp_path):
+    bad = tmp_path / "bad.geojson"
+    bad.write_text("{not json")
+    with pytest.warns(UserWarning, match=f"{bad}: not valid JSON"):
+        assert napari_get_reader(str(bad))(str(bad)) == []
+    wrong = tmp_path / "wrong.geojson"
+    wrong.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": "x"}}],
+            }
+        )
+    )
+    with pytest.warns(UserWarning, match=f"{wrong}: feature 0: its Point coordinates"):
+        assert napari_get_reader(str(wrong))(str(wrong)) == []
+
+
+@pytest.mark.napari
+def test_viewer_opens_cytolt_export_through_the_plugin(make_napari_viewer, demo_run):
+    path, features = _exported(demo_run)
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(path), plugin="napari-cytolt")
+    assert type(layer).__name__ == "Shapes" and len(layer.data) == len(features)
+    assert tuple(layer.scale) == (0.25, 0.25)
+    assert layer.features["class"].tolist() == [f["properties"]["classification"]["name"] for f in features]

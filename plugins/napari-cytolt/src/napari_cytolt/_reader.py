@@ -4,13 +4,17 @@
 plugin. A slide (a file name in :data:`cytolt.io.formats.SLIDE_SUFFIXES`) opens as one RGB multiscale image
 layer whose ``scale`` is the slide's microns per pixel (units "um"), so napari's scale bar reads true lengths.
 A run folder (anything :meth:`cytolt.store.RunFolder.locate` accepts: ``RUN_DIR``, ``RUN_DIR/run.sqlite``,
-``RUN_DIR/<slide folder>``) opens its slide plus a points layer of its detections. Every layer this plugin
-makes carries a :class:`LayerInfo` as ``metadata["cytolt"]`` (its role and, for a run, the
-:class:`~cytolt.review.RunSlide`), which the review widget and the writer read.
+``RUN_DIR/<slide folder>``) opens its slide plus a points layer of its detections. Every slide and run layer
+carries a :class:`LayerInfo` as ``metadata["cytolt"]`` (its role and, for a run, the
+:class:`~cytolt.review.RunSlide`), which the review widget and the writer read. A QuPath GeoJSON file
+(``*.geojson``: ``cytolt export``'s or QuPath's own) opens as a shapes layer of its polygons and a points layer
+of its points (:func:`read_geojson`), drawn over the slide in microns when the file lies in a run's slide folder.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +28,7 @@ import pandas as pd
 from cytolt.io import Slide, SlideError, open_slide, slide_pyramid
 from cytolt.io.formats import is_slide_name
 from cytolt.review import DetectionTable, RunSlide, class_colors, detection_table, open_run, run_params
+from cytolt.review.export import run_slide_folders
 from cytolt.store import DetectionStore, RunFolder
 
 __all__ = [
@@ -32,6 +37,7 @@ __all__ = [
     "layer_info",
     "napari_get_reader",
     "open_slide_quiet",
+    "read_geojson",
     "read_run",
     "read_slide",
     "slide_layer_data",
@@ -91,8 +97,10 @@ def napari_get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
                 return None  # a stack of slides is no slide
             path = path[0]
         if RunFolder.locate(path) is not None:
-            return _run_reader
+            return _warning_reader(read_run)
         p = Path(path)
+        if p.is_file() and p.suffix.lower() == ".geojson":
+            return _warning_reader(read_geojson)
         if not (p.is_file() and is_slide_name(p)):
             return None
     except (OSError, TypeError, ValueError):
@@ -103,13 +111,18 @@ def napari_get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
     return lambda _path: [slide_layer_data(slide)]
 
 
-def _run_reader(path: str | Sequence[str]) -> list[LayerData]:
-    try:
-        return read_run(os.fspath(path if isinstance(path, str | os.PathLike) else path[0]))
-    except (OSError, ValueError) as exc:
-        # napari shows warnings as notifications; raising would only say "plugin failed"
-        warnings.warn(str(exc), stacklevel=2)
-        return []
+def _warning_reader(read: Callable[[str], list[LayerData]]) -> ReaderFunction:
+    """A reader function calling ``read(path)`` that turns its OSError / ValueError into a warning and ``[]``."""
+
+    def reader(path: str | Sequence[str]) -> list[LayerData]:
+        try:
+            return read(os.fspath(path if isinstance(path, str | os.PathLike) else path[0]))
+        except (OSError, ValueError) as exc:
+            # napari shows warnings as notifications; raising would only say "plugin failed"
+            warnings.warn(str(exc), stacklevel=2)
+            return []
+
+    return reader
 
 
 def read_slide(path: str | os.PathLike[str]) -> list[LayerData]:
@@ -222,3 +235,150 @@ def read_run(path: str | os.PathLike[str], *, slide: int | str | None = None) ->
             run=run,
         ),
     ]
+
+
+# ----------------------------------------------------------------------------------------------- GeoJSON
+# Colour of objects without a classification colour: yellow, as this plugin's writer marks annotations.
+UNCLASSIFIED_COLOR = (255, 255, 0)
+# Side of a point's marker, in microns on a slide of known mpp, else in pixels.
+POINT_SIZE_UM = 10.0
+POINT_SIZE_PX = 40.0
+# Shape outline width in level-0 pixels.
+EDGE_WIDTH_PX = 2.0
+
+
+def read_geojson(path: str | os.PathLike[str]) -> list[LayerData]:
+    """Layer data of a QuPath GeoJSON file (a FeatureCollection, one Feature or a list of Features).
+
+    Polygon and MultiPolygon features (each polygon's outer ring) become one shapes layer, Point and
+    MultiPoint features one points layer; other geometries are skipped with a warning. Each object is
+    coloured by its classification (``color`` [r, g, b], or QuPath's packed ``colorRGB``) and carries the
+    features ``class`` (the classification name, "" when unclassified) and ``score``
+    (``measurements.score``, NaN without one). Coordinates are level-0 pixels; ``scale`` is the slide's mpp
+    (units um) when the file lies in a slide folder of a run (:meth:`RunFolder.locate` on its parent's
+    parent and that slide's mpp in the store), else 1 (pixels). Raises ValueError naming the file and the
+    feature for what is no GeoJSON.
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    features = (
+        doc.get("features") if isinstance(doc, dict) and doc.get("type") == "FeatureCollection" else doc
+    )
+    features = [features] if isinstance(features, dict) and features.get("type") == "Feature" else features
+    if not isinstance(features, list):
+        raise ValueError(f"{path}: expected a GeoJSON FeatureCollection, a Feature or a list of Features")
+    shapes: list[np.ndarray] = []
+    points: list[tuple[float, float]] = []
+    rows: dict[str, list[Any]] = {"shapes": [], "points": []}
+    skipped: set[str] = set()
+    for i, feature in enumerate(features):
+        if not isinstance(feature, dict) or not isinstance(feature.get("geometry"), dict):
+            raise ValueError(f"{path}: feature {i} is not a GeoJSON Feature with a geometry")
+        geometry = feature["geometry"]
+        kind, coords = geometry.get("type"), geometry.get("coordinates")
+        try:
+            row = _feature_row(feature.get("properties") or {})
+            if kind in ("Polygon", "MultiPolygon"):
+                for polygon in [coords] if kind == "Polygon" else coords:
+                    ring = np.asarray(polygon[0], dtype=np.float64)[:, :2]
+                    ring = ring[:-1] if len(ring) > 1 and np.array_equal(ring[0], ring[-1]) else ring
+                    shapes.append(ring[:, ::-1] - 0.5)  # napari (row, column), pixel centres on integers
+                    rows["shapes"].append(row)
+            elif kind in ("Point", "MultiPoint"):
+                for x, y, *_ in [coords] if kind == "Point" else coords:
+                    points.append((float(y) - 0.5, float(x) - 0.5))
+                    rows["points"].append(row)
+            else:
+                skipped.add(str(kind))
+        except (TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise ValueError(
+                f"{path}: feature {i}: its {kind} coordinates or classification cannot be read ({exc})"
+            ) from None
+    if skipped:
+        warnings.warn(
+            f"{path}: skipped {', '.join(sorted(skipped))} features (only polygons and points open)",
+            stacklevel=2,
+        )
+    mpp = _run_slide_mpp(path)
+    scale, units = _scale(mpp)
+    common: dict[str, Any] = {"scale": scale, **({"units": units} if units is not None else {})}
+    layers: list[LayerData] = []
+    if shapes:
+        colors, features_df = _colors_and_features(rows["shapes"])
+        kwargs = {
+            "name": path.name,
+            "shape_type": "polygon",
+            "edge_color": colors,
+            "face_color": "transparent",
+            "edge_width": EDGE_WIDTH_PX,
+            "features": features_df,
+            **common,
+        }
+        layers.append((shapes, kwargs, "shapes"))
+    if points:
+        colors, features_df = _colors_and_features(rows["points"])
+        size = POINT_SIZE_PX if mpp is None else POINT_SIZE_UM / float(mpp[0])
+        kwargs = {
+            "name": f"{path.name} points" if shapes else path.name,
+            "size": size,
+            "face_color": colors,
+            "border_color": colors,
+            "features": features_df,
+            **common,
+        }
+        layers.append((np.asarray(points, dtype=np.float64), kwargs, "points"))
+    return layers
+
+
+def _feature_row(props: Mapping[str, Any]) -> tuple[str, tuple[int, int, int], float]:
+    """(class name, colour, score) of a Feature's properties, as QuPath writes them (0.2 to 0.5)."""
+    cls = props.get("classification")
+    name, color = "", UNCLASSIFIED_COLOR
+    if isinstance(cls, Mapping):
+        raw = cls.get("name")
+        if raw is None and isinstance(cls.get("names"), list):
+            raw = ": ".join(map(str, cls["names"]))  # a derived class, e.g. "Tumor: Positive"
+        name = str(raw or "")
+        if isinstance(cls.get("color"), list) and len(cls["color"]) >= 3:
+            color = tuple(min(max(int(c), 0), 255) for c in cls["color"][:3])  # type: ignore[assignment]
+        elif isinstance(cls.get("colorRGB"), int):  # QuPath < 0.4: packed (A)RGB as a signed int
+            v = cls["colorRGB"]
+            color = ((v >> 16) & 255, (v >> 8) & 255, v & 255)
+    elif isinstance(cls, str):
+        name = cls
+    meas = props.get("measurements")
+    if isinstance(meas, list):  # QuPath < 0.4: [{"name": ..., "value": ...}]
+        meas = {m.get("name"): m.get("value") for m in meas if isinstance(m, Mapping)}
+    score = meas.get("score") if isinstance(meas, Mapping) else None
+    ok = isinstance(score, int | float) and not isinstance(score, bool) and math.isfinite(score)
+    return name, color, float(score) if ok else math.nan
+
+
+def _colors_and_features(
+    rows: list[tuple[str, tuple[int, int, int], float]],
+) -> tuple[np.ndarray, pd.DataFrame]:
+    colors = np.array([[*c, 255] for _, c, _ in rows], dtype=np.float32) / 255.0
+    names = [n for n, _, _ in rows]
+    features = pd.DataFrame(
+        {"class": pd.Categorical(names, categories=sorted(set(names))), "score": [s for *_, s in rows]}
+    )
+    return colors, features
+
+
+def _run_slide_mpp(path: Path) -> tuple[float, float] | None:
+    """The store's mpp of the slide whose folder holds ``path`` (``RUN_DIR/<slide folder>/file``), else None."""
+    found = RunFolder.locate(path.parent.parent)
+    if found is None:
+        return None
+    run, _ = found
+    try:
+        with DetectionStore(run.store_path, readonly=True) as store:
+            records = store.slides()
+    except (OSError, ValueError):
+        return None
+    folders = run_slide_folders(run, records)
+    record = next((r for r in records if folders[r.id] == path.parent.name), None)
+    return None if record is None else record.mpp
