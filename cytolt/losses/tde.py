@@ -9,11 +9,13 @@ multi-head classifier and keeps a moving average of the features; test time remo
 - **multi-head normalised classifier**: ``x`` and each class weight ``w_c`` are split into ``K`` heads (``K = 2``);
   ``z_c = (tau / K) sum_k  x_k . w_ck / (||x_k|| (||w_ck|| + gamma))`` with ``tau = 16``, ``gamma = 1 / 32``.
 - **moving-average feature** ``m <- mu m + mean_batch(x)`` (``mu = 0.9``), in training; ``d_k = m_k / ||m_k||``.
+  The authors' detection code averages the foreground RoIs only, with ``mu = 0.9998`` and ``alpha = 1.5``
+  (:data:`DETECTION_MOMENTUM`, :data:`DETECTION_ALPHA`).
 - **TDE logits** at test: ``z_c - alpha (tau / K) sum_k cos(x_k, d_k) d_k . w_ck / (||w_ck|| + gamma)``
   (``alpha = 3``): the part of the logit that the head direction explains is subtracted.
 - **background-exempted inference** (the paper's detection form): TDE would also move the background score, which
   is not a long-tail class; the background probability ``p_0`` is taken from the plain logits and the foreground
-  from the TDE logits, ``p_c = (1 - p_0) softmax(z^TDE[:C])_c``.
+  from the TDE logits, ``p_c = (1 - p_0) softmax(z^TDE[:C])_c`` (the foreground / background ratio is frozen).
 
 The causal argument assumes SGD with momentum (the confounder is the momentum term); an optimiser without it
 (AdamW) has a different bias, so configs that use TDE train with SGD + momentum.
@@ -40,6 +42,10 @@ TAU = 16.0  # logit scale (the paper's tau)
 GAMMA = 1.0 / 32.0  # weight-norm offset: ||w|| + gamma in the denominator
 ALPHA = 3.0  # strength of the counterfactual subtraction (ImageNet-LT; tuned on val in the paper)
 MOMENTUM = 0.9  # of the moving-average feature, the SGD momentum it mirrors
+# The authors' LVIS (detection) code: alpha 1.5, and mu = 1 - (1 - 0.9) * 0.002 = 0.9998 ("scaled by the learning
+# rate"), averaging foreground RoI features only.
+DETECTION_ALPHA = 1.5
+DETECTION_MOMENTUM = 1.0 - (1.0 - 0.9) * 0.002
 NUM_HEADS = 2
 
 
@@ -112,7 +118,9 @@ class CausalNormClassifier(nn.Module):
         use_effect: subtract the counterfactual at test; ``False`` scores with the plain normalised logits (the
             "de-confounded training only" ablation).
 
-    Buffers: ``mean_feature (D,)``, updated in training mode only (batch means summed over processes under DDP).
+    Buffers: ``mean_feature (D,)``, updated in training mode only (batch means summed over processes under DDP);
+    with ``defer_update`` the features wait for :meth:`update_pending`, which a detector head calls with its
+    foreground mask (the authors' detection code averages foreground RoIs only).
     """
 
     def __init__(
@@ -145,20 +153,39 @@ class CausalNormClassifier(nn.Module):
         bound = in_features**-0.5  # the authors' uniform(-1/sqrt(D), 1/sqrt(D))
         nn.init.uniform_(self.weight, -bound, bound)
         self.register_buffer("mean_feature", torch.zeros(in_features))
+        # A detector head sets defer_update so that only foreground RoIs enter the average (update_pending).
+        self.defer_update = False
+        self._pending: Tensor | None = None
 
-    def update(self, x: Tensor) -> None:
-        """``m <- mu m + mean(x)`` over the batch (and all processes); done by ``forward`` in training mode."""
+    def update(self, x: Tensor, weight: Tensor | None = None) -> None:
+        """``m <- mu m + mean(x)`` over the batch (and all processes); done by ``forward`` in training mode unless
+        ``defer_update``. ``weight (N,)`` (0 / 1) averages over some rows only, e.g. the foreground RoIs; a batch
+        with no such row adds nothing (``m <- mu m``)."""
         with torch.no_grad():
             x2 = x.detach().reshape(-1, self.in_features).float()
-            stats = all_reduce_sum_(torch.cat([x2.sum(0), x2.new_full((1,), x2.size(0))]))
+            w = x2.new_ones(x2.size(0)) if weight is None else weight.detach().reshape(-1).float()
+            stats = all_reduce_sum_(torch.cat([(x2 * w.reshape(-1, 1)).sum(0), w.sum().reshape(1)]))
             mean = stats[:-1] / stats[-1].clamp_min(1)
             self.mean_feature.mul_(self.momentum).add_(mean)
+
+    def update_pending(self, weight: Tensor | None = None) -> None:
+        """Fold the features of the last training ``forward`` (kept when ``defer_update``) into the average, with
+        :meth:`update`'s ``weight``; a detector head calls it once it knows which RoIs are foreground."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            raise RuntimeError(
+                "CausalNormClassifier.update_pending: no training forward since the last update"
+            )
+        self.update(pending, weight)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.reshape(-1, self.in_features)
         logits = causal_norm_logits(x, self.weight, num_heads=self.num_heads, tau=self.tau, gamma=self.gamma)
         if self.training:
-            self.update(x)
+            if self.defer_update:
+                self._pending = x.detach()
+            else:
+                self.update(x)
             return logits
         if not self.use_effect:
             return logits

@@ -106,3 +106,19 @@ def test_module_errors_and_no_host_reads() -> None:
     clf = CausalNormClassifier(8, 5).to("meta").train()
     clf(torch.empty(6, 8, device="meta")).sum().backward()
     clf.eval()(torch.empty(6, 8, device="meta"))
+
+
+def test_weighted_and_deferred_updates_average_the_chosen_rows() -> None:
+    clf = CausalNormClassifier(2, 3, num_heads=1, momentum=0.5).train()
+    x = torch.tensor([[2.0, 0.0], [0.0, 4.0], [8.0, 8.0]])
+    clf.update(x, torch.tensor([1.0, 1.0, 0.0]))  # rows 0 and 1: mean [1, 2]
+    torch.testing.assert_close(clf.mean_feature, torch.tensor([1.0, 2.0]))
+    clf.update(x, torch.zeros(3))  # no chosen row: only the decay, 0.5 [1, 2]
+    torch.testing.assert_close(clf.mean_feature, torch.tensor([0.5, 1.0]))
+    clf.defer_update = True
+    clf(x)  # kept for later, not folded in yet
+    torch.testing.assert_close(clf.mean_feature, torch.tensor([0.5, 1.0]))
+    clf.update_pending(torch.tensor([0.0, 0.0, 1.0]))  # 0.5 [0.5, 1] + [8, 8]
+    torch.testing.assert_close(clf.mean_feature, torch.tensor([8.25, 8.5]))
+    with pytest.raises(RuntimeError, match="no training forward"):
+        clf.update_pending()

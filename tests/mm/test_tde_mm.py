@@ -38,6 +38,24 @@ def test_head_trains_a_step_and_keeps_the_moving_average() -> None:
     assert "fc_cls.mean_feature" in head.state_dict()
 
 
+def test_tde_head_averages_foreground_rois_only() -> None:
+    from cytolt.losses.tde import DETECTION_ALPHA, DETECTION_MOMENTUM
+
+    head = bbox_head(C, type="TDEShared2FCBBoxHead")
+    assert (head.fc_cls.alpha, head.fc_cls.momentum) == (DETECTION_ALPHA, DETECTION_MOMENTUM) == (1.5, 0.9998)
+    torch.manual_seed(0)
+    feats = torch.randn(6, 4, 2, 2)
+    with torch.no_grad():
+        x = head.shared_fcs[1](head.shared_fcs[0](feats.flatten(1)).relu()).relu()
+    head.train()
+    torch.manual_seed(0)
+    train_step(head)  # the same six RoIs; labels 0, 1, 3 (background), 3, 2, 3
+    torch.testing.assert_close(head.fc_cls.mean_feature, x[[0, 1, 4]].mean(0))
+    assert head.fc_cls._pending is None
+    with pytest.raises(ValueError, match="needs a softmax loss_cls"):
+        bbox_head(C, dict(type="CytoltSeesawLoss", num_classes=C), type="TDEShared2FCBBoxHead")
+
+
 def test_test_scores_are_background_exempted_tde_probabilities() -> None:
     torch.manual_seed(0)
     head = bbox_head(C, cls_predictor_cfg=TDE)
@@ -62,4 +80,5 @@ def test_tct_config_trains_with_sgd_momentum() -> None:
 
     cfg = Config.fromfile(str(ROOT / "configs/tct/cascade_rcnn_r18_tde.py"))
     assert cfg.optim_wrapper.optimizer == dict(type="SGD", lr=0.02, momentum=0.9, weight_decay=1e-4)
-    assert cfg.model.roi_head.bbox_head.cls_predictor_cfg.type == "TDEPredictor"
+    head = cfg.model.roi_head.bbox_head
+    assert head.type == "TDEShared2FCBBoxHead" and (head.tde.alpha, head.tde.momentum) == (1.5, 0.9998)
