@@ -9,8 +9,8 @@ classes, are kept. APr/APc/APf average the classes whose ``frequency`` is "r"/"c
 "undefined" (no class with ground truth in that group), exactly as lvis-api reports it.
 
 Two engines give the same numbers (tests/evaluate hold them equal to 1e-6): ``engine="fast"`` (the default)
-runs faster-coco-eval's C++ evaluator with the LVIS cap applied first (``_fast``), about 4x lvis-api's speed;
-``engine="reference"`` runs lvis-api itself. Ground truth with ``"ignore"`` flags always takes the reference path.
+runs faster-coco-eval's C++ evaluator with the LVIS cap applied first (``_fast``; docs/evaluate.md has the
+speed-up); ``engine="reference"`` runs lvis-api itself. Ground truth with ``"ignore"`` flags always takes the reference path.
 This module never computes AP itself: it hands the data to an evaluator and returns its numbers.
 
 Glossary
