@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             print(f"not found: {path}", file=sys.stderr)
             return 2
-    from cytolt.mm.decouple import tau_norm_sweep
+    from cytolt.mm.tau_norm import tau_norm_sweep
 
     rows = tau_norm_sweep(
         args.config,

@@ -9,7 +9,7 @@ Stage 1 trains the whole detector with the usual (instance-balanced) sampling. S
 - **LWS**: the classifier is kept and a scale per class is learned on top of it, everything else frozen:
   ``LWSPredictor`` (a ``cls_predictor_cfg``) + ``ClassifierRetrainHook(trainable=[...scale], reinit=[])``.
 - **tau-norm**: no training; the class rows of the classifier weight are divided by their norms to the power
-  tau, tau swept on the val split: :func:`tau_norm_sweep` (``scripts/tau_norm_sweep.py``).
+  tau, tau swept on the val split: :func:`cytolt.mm.tau_norm.tau_norm_sweep` (``scripts/tau_norm_sweep.py``).
 
 Registered on import: ``HOOKS`` ``ClassifierRetrainHook``; ``DATA_SAMPLERS`` ``ClassBalancedSampler``; ``MODELS``
 ``LWSPredictor``.
@@ -26,9 +26,7 @@ Glossary
 from __future__ import annotations
 
 import fnmatch
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,7 +49,6 @@ __all__ = [
     "apply_tau_norm",
     "class_balanced_image_weights",
     "classifier_layers",
-    "tau_norm_sweep",
 ]
 
 _CHECKPOINT_KEY = "classifier_retrain"
@@ -317,73 +314,3 @@ def apply_tau_norm(
             raise KeyError(f"tau-norm: the weights have no {key!r}")
         out[key] = tau_norm_classifier(out[key], tau, num_classes=num_classes, extra=extra)
     return out
-
-
-def tau_norm_sweep(
-    config: str | Path,
-    weights: str | Path,
-    taus: Sequence[float],
-    *,
-    classifier: str = "roi_head.bbox_head*fc_cls",
-    split: str = "val",
-    data_root: str | Path | None = None,
-    work_dir: str | Path | None = None,
-    key: str = "AP",
-) -> list[dict[str, float]]:
-    """Score ``config``'s model with tau-normalised classifier weights for each tau on ``split``.
-
-    Args:
-        config: a training config (its model, datasets and evaluator).
-        weights: a model folder (its ``model.safetensors``), a ``.safetensors`` file or a weights-only ``.pth``.
-        taus: the values to try (tau = 0 is the model as trained).
-        classifier: module pattern of the classifier layers (default: every two-stage box classifier, a
-            Cascade's three included; ``bbox_head.retina_cls`` for RetinaNet).
-        split: ``"val"`` (choose tau) or ``"test"`` (report it).
-        data_root: the dataset folder, as ``cytolt train --data-root``.
-        work_dir: mmengine's log folder (a temporary one by default).
-        key: the metric used to rank the taus (``AP`` of the evaluator; ``lt/AP`` found too).
-
-    Returns:
-        one row per tau, ``{'tau': tau, **metrics}``, in the order given; the best (highest ``key``) is marked
-        ``best = 1.0``.
-    """
-    from mmengine.runner import Runner
-
-    from cytolt.mm.evaluate import load_weights
-    from cytolt.mm.train import load_config
-
-    if split not in ("val", "test"):
-        raise ValueError(f"split must be one of 'val', 'test'; got {split!r}")
-    if not taus:
-        raise ValueError("tau_norm_sweep: give at least one tau")
-    path = Path(weights)
-    state = load_weights(path / "model.safetensors" if path.is_dir() else path)
-    work_dir = work_dir or tempfile.mkdtemp(prefix="cytolt-taunorm-")
-    cfg = load_config(config, work_dir=work_dir, data_root=data_root)
-    if split == "val":
-        cfg.test_dataloader, cfg.test_evaluator = cfg.val_dataloader, cfg.val_evaluator
-    cfg.load_from, cfg.resume = None, False
-    runner = Runner.from_cfg(cfg)
-    model = _unwrap(runner.model)
-    layers = classifier_layers(model, classifier)
-    rows = []
-    for tau in taus:
-        missing, unexpected = model.load_state_dict(apply_tau_norm(state, layers, float(tau)), strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f"{path} does not fit {config}: missing {missing[:5]}, unexpected {unexpected[:5]}"
-            )
-        metrics = {k: float(v) for k, v in runner.test().items()}
-        rows.append({"tau": float(tau), **metrics})
-        runner.logger.info(f"tau-norm sweep: tau={tau}: {key}={_metric(metrics, key):.4f}")
-    best = max(range(len(rows)), key=lambda i: _metric(rows[i], key))
-    for i, row in enumerate(rows):
-        row["best"] = 1.0 if i == best else 0.0
-    return rows
-
-
-def _metric(metrics: Mapping[str, float], key: str) -> float:
-    for name in (key, f"lt/{key}", f"coco/bbox_{key.lower()}"):
-        if name in metrics:
-            return metrics[name]
-    raise KeyError(f"tau-norm sweep: metric {key!r} not among {sorted(metrics)[:10]}")

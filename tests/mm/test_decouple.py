@@ -23,8 +23,8 @@ from cytolt.mm.decouple import (  # noqa: E402
     apply_tau_norm,
     class_balanced_image_weights,
     classifier_layers,
-    tau_norm_sweep,
 )
+from cytolt.mm.tau_norm import tau_norm_sweep  # noqa: E402
 from tests.mm._heads import bbox_head, dense_head, train_step  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
