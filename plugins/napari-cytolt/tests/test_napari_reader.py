@@ -111,7 +111,7 @@ def test_cytolt_export_opens_as_shapes_in_microns_with_class_colours(demo_run, t
     reader = napari_get_reader(str(path))
     assert reader is not None
     [(shapes, kwargs, kind)] = reader(str(path))
-    assert kind == "shapes" and kwargs["shape_type"] == "polygon"
+    assert kind == "shapes" and kwargs["shape_type"] == ["rectangle"] * len(features)  # every box
     assert len(shapes) == len(features) > 0
     assert kwargs["scale"] == (0.25, 0.25) and kwargs["units"] == ("um", "um")  # the store's mpp of the slide
     names = [f["properties"]["classification"]["name"] for f in features]
@@ -168,6 +168,7 @@ def test_qupath_geojson_with_points_multipolygons_and_legacy_fields(tmp_path):
     assert [kind for _, _, kind in layers] == ["shapes", "points"]
     (shapes, shape_kw, _), (points, point_kw, _) = layers
     assert [len(s) for s in shapes] == [4, 3]  # one shape per polygon of the MultiPolygon
+    assert shape_kw["shape_type"] == ["rectangle", "polygon"]
     assert shape_kw["features"]["class"].tolist() == ["LSIL", "LSIL"]
     assert np.isnan(shape_kw["features"]["score"]).all()
     assert np.allclose(shape_kw["edge_color"][0] * 255, [0, 128, 255, 255])

@@ -250,7 +250,8 @@ EDGE_WIDTH_PX = 2.0
 def read_geojson(path: str | os.PathLike[str]) -> list[LayerData]:
     """Layer data of a QuPath GeoJSON file (a FeatureCollection, one Feature or a list of Features).
 
-    Polygon and MultiPolygon features (each polygon's outer ring) become one shapes layer, Point and
+    Polygon and MultiPolygon features (each polygon's outer ring; axis-aligned boxes as napari rectangles)
+    become one shapes layer, Point and
     MultiPoint features one points layer; other geometries are skipped with a warning. Each object is
     coloured by its classification (``color`` [r, g, b], or QuPath's packed ``colorRGB``) and carries the
     features ``class`` (the classification name, "" when unclassified) and ``score``
@@ -271,6 +272,7 @@ def read_geojson(path: str | os.PathLike[str]) -> list[LayerData]:
     if not isinstance(features, list):
         raise ValueError(f"{path}: expected a GeoJSON FeatureCollection, a Feature or a list of Features")
     shapes: list[np.ndarray] = []
+    kinds: list[str] = []
     points: list[tuple[float, float]] = []
     rows: dict[str, list[Any]] = {"shapes": [], "points": []}
     skipped: set[str] = set()
@@ -283,9 +285,13 @@ def read_geojson(path: str | os.PathLike[str]) -> list[LayerData]:
             row = _feature_row(feature.get("properties") or {})
             if kind in ("Polygon", "MultiPolygon"):
                 for polygon in [coords] if kind == "Polygon" else coords:
-                    ring = np.asarray(polygon[0], dtype=np.float64)[:, :2]
-                    ring = ring[:-1] if len(ring) > 1 and np.array_equal(ring[0], ring[-1]) else ring
-                    shapes.append(ring[:, ::-1] - 0.5)  # napari (row, column), pixel centres on integers
+                    # plain Python per ring: numpy's per-call overhead was half the time on 10,000 boxes
+                    ring = [(float(x), float(y)) for x, y, *_ in polygon[0]]
+                    if len(ring) > 1 and ring[0] == ring[-1]:
+                        ring.pop()
+                    kinds.append("rectangle" if _is_box(ring) else "polygon")
+                    # napari (row, column), pixel centres on integers
+                    shapes.append(np.array([(y - 0.5, x - 0.5) for x, y in ring]))
                     rows["shapes"].append(row)
             elif kind in ("Point", "MultiPoint"):
                 for x, y, *_ in [coords] if kind == "Point" else coords:
@@ -310,7 +316,7 @@ def read_geojson(path: str | os.PathLike[str]) -> list[LayerData]:
         colors, features_df = _colors_and_features(rows["shapes"])
         kwargs = {
             "name": path.name,
-            "shape_type": "polygon",
+            "shape_type": kinds,
             "edge_color": colors,
             "face_color": "transparent",
             "edge_width": EDGE_WIDTH_PX,
@@ -331,6 +337,17 @@ def read_geojson(path: str | os.PathLike[str]) -> list[LayerData]:
         }
         layers.append((np.asarray(points, dtype=np.float64), kwargs, "points"))
     return layers
+
+
+def _is_box(ring: list[tuple[float, float]]) -> bool:
+    """Whether a ring of (x, y) without its closing point is an axis-aligned rectangle (every detection box).
+
+    Such shapes open as napari rectangles, which need no triangulation: 7.3 s instead of 21.8 s for 5,000
+    (docs/export.md).
+    """
+    if len(ring) != 4:
+        return False
+    return all((a[0] == b[0]) != (a[1] == b[1]) for a, b in zip(ring, ring[1:] + ring[:1], strict=True))
 
 
 def _feature_row(props: Mapping[str, Any]) -> tuple[str, tuple[int, int, int], float]:
