@@ -7,6 +7,7 @@ them all.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ AUTO_ORDER: tuple[type[Slide], ...] = (TiffSlide, OpenSlideSlide)
 
 
 _CHOSEN: dict[tuple[str, int, int], str] = {}  # choose_backend's memory, oldest first
+_CHOSEN_LOCK = threading.Lock()
 _CHOSEN_MAX = 256
 
 
@@ -84,11 +86,16 @@ def choose_backend(path: Path) -> str:
         key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
     except OSError:
         return explain_backend(path).backend  # raises the SlideError that names the problem
-    if key not in _CHOSEN:
+    with _CHOSEN_LOCK:
+        known = _CHOSEN.get(key)
+    if known is not None:
+        return known
+    backend = explain_backend(path).backend
+    with _CHOSEN_LOCK:  # slides are opened from several threads (read threads, executors)
         if len(_CHOSEN) >= _CHOSEN_MAX:
             _CHOSEN.pop(next(iter(_CHOSEN)))
-        _CHOSEN[key] = explain_backend(path).backend
-    return _CHOSEN[key]
+        _CHOSEN[key] = backend
+    return backend
 
 
 def decoders_differ(path: Path) -> str | None:
