@@ -301,7 +301,13 @@ def run_one(run: Run) -> Path:
         },
         "data": {**DATA_SPEC, "root": str(DATA)},
         "test_split": _test_split_summary(data / TEST_ANN),
-        "bootstrap": {"resamples": N_RESAMPLES, "seed": RESAMPLE_SEED, "unit": "test image", "level": 0.95},
+        "bootstrap": {
+            "resamples": N_RESAMPLES,
+            "seed": RESAMPLE_SEED,
+            "unit": "test image",
+            "level": 0.95,
+            "interval": "bias-corrected percentile (Efron 1981)",
+        },
         "lvis_api_agreement": agreement,
         "metrics": metrics,
         "resample_file": npz.name,
@@ -479,7 +485,7 @@ def write_markdown(summary: dict[str, Any], results: dict[str, Any]) -> None:
             "",
         ]
     lines += [
-        "Intervals: 95% percentile bootstrap over "
+        "Intervals: 95% bias-corrected percentile bootstrap (Efron 1981) over "
         f"{N_RESAMPLES} resamples of the test images (with replacement, seed {RESAMPLE_SEED}; each resample scored "
         "with lvis-api's rules by `cytolt.evaluate.bootstrap`). A value averaged over seeds gets the interval of "
         "the seed-mean on the same resampled image sets; a gain is the seed-mean of (method - baseline) at equal "

@@ -1,7 +1,7 @@
 """Bootstrap 95% intervals for LVIS box AP by resampling test images, and the paired bootstrap of a difference.
 
-Efron & Tibshirani, "An Introduction to the Bootstrap" (1993): the percentile interval of a statistic over
-resamples drawn with replacement. Here the resampled unit is the test image: a resample of N images is scored
+Efron & Tibshirani, "An Introduction to the Bootstrap" (1993): the (bias-corrected) percentile interval of a
+statistic over resamples drawn with replacement. Here the resampled unit is the test image: a resample of N images is scored
 with the LVIS rules (Gupta et al. 2019, as lvis-api 0.5.3 applies them, see ``cytolt.evaluate.lvis``) as if its
 images, duplicates included, were a test set of their own. The paired bootstrap scores two detectors on the same
 resampled image sets, so the noise the two share (which images are hard) cancels in their difference; a
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -325,16 +326,31 @@ def resample_scores(table: MatchTable, *, n_resamples: int = DEFAULT_RESAMPLES, 
 
 
 def percentile_interval(value: float, samples: np.ndarray, level: float = 0.95) -> Interval:
-    """``value`` with the percentile interval of ``samples`` (NaN entries, undefined resamples, left out)."""
+    """``value`` with the bias-corrected percentile interval of ``samples`` (NaN entries left out).
+
+    Bias-corrected percentile (Efron 1981; Efron & Tibshirani 1993, sec. 14.3, BCa without the acceleration):
+    ``z0 = Phi^-1(share of samples below value)`` (ties count half) and the interval runs between the
+    ``Phi(2 z0 -+ z_{(1+level)/2})`` quantiles. AP is biased upwards under resampling (the precision envelope
+    is a running max, and duplicated images sharpen it; measured: the resampled AP of a RetinaNet run averaged
+    0.7 standard deviations above the whole-set AP), so the plain percentile interval can sit almost entirely
+    above the estimate. The correction assumes the test set's AP is biased the same way against the
+    population's and, for a plain shift ``b``, gives ``value - b -+ z sd``. For a paired difference the bias
+    mostly cancels, z0 is near 0 and the interval is the plain percentile one.
+    """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1); got {level}")
     vals = np.asarray(samples, dtype=np.float64)
     vals = vals[~np.isnan(vals)]
-    if len(vals) == 0:
+    n = len(vals)
+    if n == 0:
         return Interval(float(value), float("nan"), float("nan"), 0)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(vals, [tail, 100 - tail])
-    return Interval(float(value), float(low), float(high), len(vals))
+    normal = NormalDist()
+    below = (np.count_nonzero(vals < value) + 0.5 * np.count_nonzero(vals == value)) / n
+    z0 = normal.inv_cdf(min(max(below, 0.5 / n), 1 - 0.5 / n))
+    z = normal.inv_cdf((1 + level) / 2)
+    quantiles = [normal.cdf(2 * z0 - z), normal.cdf(2 * z0 + z)]
+    low, high = np.quantile(vals, quantiles)
+    return Interval(float(value), float(low), float(high), n)
 
 
 def bootstrap(

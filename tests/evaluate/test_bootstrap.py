@@ -222,3 +222,17 @@ def test_bad_arguments() -> None:
         bootstrap(table, level=1.5)
     with pytest.raises(ValueError, match="weights"):
         score_table(table, np.ones(3))
+
+
+def test_interval_is_recentred_on_a_biased_bootstrap_distribution() -> None:
+    from cytolt.evaluate.bootstrap import percentile_interval
+
+    rng = np.random.default_rng(0)
+    samples = 0.5 + 0.7 * 0.01 + rng.normal(0, 0.01, 4000)  # resamples biased up by 0.7 sd, as AP's are
+    iv = percentile_interval(0.5, samples)
+    assert np.percentile(samples, 2.5) > 0.487  # the plain interval nearly misses the estimate
+    # a shift b = 0.007 of the resamples moves the interval to value - b -+ 1.96 sd
+    assert iv.low == pytest.approx(0.5 - 0.007 - 0.0196, abs=0.002)
+    assert iv.high == pytest.approx(0.5 - 0.007 + 0.0196, abs=0.002)
+    unbiased = percentile_interval(0.0, rng.normal(0, 1, 4000))
+    assert unbiased.low == pytest.approx(-1.96, abs=0.1) and unbiased.high == pytest.approx(1.96, abs=0.1)
