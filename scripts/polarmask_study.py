@@ -194,11 +194,14 @@ def write_markdown(
     lines = [
         "# PolarMask beside Mask R-CNN on synthetic TCT",
         "",
-        f"Machine: {platform.machine()}, 2 CPU cores shared with other jobs, {threads} torch threads, torch "
+        f"Machine: {platform.machine()}, 2 CPU cores shared with other jobs, {threads} torch thread{'s' if threads != 1 else ''}, torch "
         f"{torch.__version__}. One model trained at a time, same data, schedule (AdamW 1e-3, warm-up, cosine) and "
         "batch 4, seed " + str(args.seed) + ".",
         "",
-        "Command: `" + " ".join(["python", "scripts/polarmask_study.py", *sys.argv[1:]]) + "`",
+        "Command: `"
+        + " ".join(["python", "scripts/polarmask_study.py", *sys.argv[1:]])
+        + "`"
+        + (f" (the runs: `--iters {first['iters']}`)" if args.summarise_only else ""),
         "",
         f"Data: `{data.name}`, {images} patches of {size} px at {mpp:g} um/px from "
         "`cytolt.synth.make_patch_dataset` (imbalance 50, split 0.7/0.15/0.15, masks the cells' RLE). Mask AP: COCO (pycocotools through mmdet's CocoMetric, "
