@@ -108,6 +108,20 @@ def make_case(
     return {"images": images, "annotations": anns, "categories": categories}, dets
 
 
+def case_record(
+    gt: dict[str, Any], dets: list[dict[str, Any]], classes: int, dets_per_image: int
+) -> dict[str, Any]:
+    """What ``make_case`` built, for the JSON record."""
+    return dict(
+        images=len(gt["images"]),
+        classes=classes,
+        objects=len(gt["annotations"]),
+        detections=len(dets),
+        dets_per_image=dets_per_image,
+        seed=0,
+    )
+
+
 def pycocotools_eval(gt: dict[str, Any], dets: list[dict[str, Any]]) -> list[float]:
     """pycocotools' COCOeval on in-memory dicts; its 12 summary numbers."""
     from pycocotools.coco import COCO
@@ -268,14 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         command=" ".join([Path(sys.executable).name, *sys.argv]),
         machine=info,
-        case=dict(
-            images=args.images,
-            classes=args.classes,
-            objects=len(gt["annotations"]),
-            detections=len(dets),
-            dets_per_image=args.dets_per_image,
-            seed=0,
-        ),
+        case=case_record(gt, dets, args.classes, args.dets_per_image),
         rounds=args.rounds,
         rows=rows,
         peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -161,14 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     record = dict(
-        case=dict(
-            images=args.images,
-            classes=args.classes,
-            objects=len(gt["annotations"]),
-            detections=len(dets),
-            dets_per_image=args.dets_per_image,
-            seed=0,
-        ),
+        case=_bench.case_record(gt, dets, args.classes, args.dets_per_image),
         rounds=args.rounds,
         peers={n: p.to_dict() for n, p in peers.items()},
         tasks=tasks,
