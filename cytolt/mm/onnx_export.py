@@ -22,10 +22,13 @@ faster becomes the folder's default engine (``model.json["engine"]``).
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import statistics
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +39,15 @@ from cytolt.detect.model_folder import ModelFolder
 from cytolt.detect.onnx_engine import file_sha256
 from cytolt.detect.types import Detections
 
-__all__ = ["BOX_TOL_PX", "SCORE_TOL", "OnnxExportError", "compare_detections", "export_onnx", "sample_tiles"]
+__all__ = [
+    "BOX_TOL_PX",
+    "SCORE_TOL",
+    "OnnxExportError",
+    "coco_detections",
+    "compare_detections",
+    "export_onnx",
+    "sample_tiles",
+]
 
 log = logging.getLogger("cytolt")
 
@@ -112,6 +123,28 @@ def compare_detections(a: Detections, b: Detections) -> str | None:
     if worst_box > BOX_TOL_PX or worst_score > SCORE_TOL:
         return f"largest box difference {worst_box:.2e} px, score difference {worst_score:.2e}"
     return None
+
+
+def coco_detections(detector: Any, ann_file: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """A detector's COCO results list (image_id, category_id, bbox xywh, score) on every image of ``ann_file``
+    (files relative to its folder; the detector's classes matched to the categories by name), one image per call:
+    what the engine parity checks score with :func:`cytolt.evaluate.coco.coco_eval`."""
+    from PIL import Image
+
+    ann = Path(ann_file)
+    gt = json.loads(ann.read_text())
+    by_name = {c["name"]: c["id"] for c in gt["categories"]}
+    category = [by_name[name] for name in detector.info.classes]
+    results = []
+    for image in gt["images"]:
+        rgb = np.array(Image.open(ann.parent / image["file_name"]).convert("RGB"))  # writable: from_numpy
+        (det,) = detector.predict(torch.from_numpy(rgb).permute(2, 0, 1)[None].contiguous())
+        for (x0, y0, x1, y1), score, label in zip(
+            det.boxes.tolist(), det.scores.tolist(), det.labels.tolist(), strict=True
+        ):
+            box = [x0, y0, x1 - x0, y1 - y0]
+            results.append(dict(image_id=image["id"], category_id=category[label], bbox=box, score=score))
+    return results
 
 
 def _time_predict(detector: Any, tiles: torch.Tensor) -> float:

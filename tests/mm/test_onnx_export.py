@@ -3,7 +3,6 @@ RetinaNet: raw head outputs, detections after NMS, COCO AP on the synthetic test
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from cytolt.mm.onnx_export import (  # noqa: E402
     BOX_TOL_PX,
     SCORE_TOL,
     OnnxExportError,
+    coco_detections,
     compare_detections,
     export_onnx,
     sample_tiles,
@@ -93,36 +93,14 @@ def test_detections_after_nms_are_the_same(model, size, score_thr) -> None:
         assert torch.equal(w.labels.sort().values, g.labels.sort().values)
 
 
-def _coco_results(detector, data: Path, split: str) -> tuple[Path, list[dict]]:
-    from PIL import Image
-
-    ann = data / f"annotations_{split}.json"
-    gt = json.loads(ann.read_text())
-    cat_of = {c["name"]: c["id"] for c in gt["categories"]}
-    ids = [cat_of[name] for name in detector.info.classes]
-    results = []
-    for image in gt["images"]:
-        rgb = np.asarray(Image.open(data / image["file_name"]).convert("RGB"))
-        (det,) = detector.predict(torch.from_numpy(rgb).permute(2, 0, 1)[None].contiguous())
-        for box, score, label in zip(
-            det.boxes.tolist(), det.scores.tolist(), det.labels.tolist(), strict=True
-        ):
-            x0, y0, x1, y1 = box
-            results.append(
-                dict(
-                    image_id=image["id"], category_id=ids[label], bbox=[x0, y0, x1 - x0, y1 - y0], score=score
-                )
-            )
-    return ann, results
-
-
 def test_coco_ap_differs_by_less_than_0_002(trained) -> None:
     from cytolt.evaluate.coco import coco_eval
 
     model, data = trained
     ap = {}
     for engine in ("torch", "onnx"):
-        ann, results = _coco_results(load(model, "cpu", engine=engine, score_thr=0.0), data, "test")
+        ann = data / "annotations_test.json"
+        results = coco_detections(load(model, "cpu", engine=engine, score_thr=0.0), ann)
         assert results
         ap[engine] = coco_eval(ann, results)
     for key in ("AP", "AP50", "AR@100"):
