@@ -97,6 +97,7 @@ def test_report_of_a_failed_slide_validates() -> None:
         "backend": None,
         "dimensions": None,
         "mpp": None,
+        "mpp_source": None,
     }
     assert report["detections"] == {"total": 0, "per_class": {"a": 0, "b": 0}}
     assert report["model"]["name"] == "m1" and report["top_cells"] == {"a": [], "b": []}
