@@ -97,6 +97,10 @@ def export(
         chosen = parse_formats(formats) if formats else tuple(FORMAT_FILES)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--format") from None
+    if not chosen:
+        raise click.BadParameter(
+            f"no format named; choose from {', '.join(FORMAT_FILES)}", param_hint="--format"
+        )
     names = _split(classes)
     selection = ExportSelection(min_score=min_score, classes=names or None, reviewed_only=reviewed_only)
     try:

@@ -87,6 +87,8 @@ def test_bad_input_is_a_usage_error_naming_it(demo: RunSlide, tmp_path: Path) ->
     assert (
         result.exit_code == 2 and "unknown export format shp; choose from geojson, csv, coco" in result.output
     )
+    result = CliRunner().invoke(export, [str(demo.run_dir), "--format", ","])
+    assert result.exit_code == 2 and "no format named" in result.output
     result = CliRunner().invoke(export, [str(demo.run_dir), "--classes", "HSIL"])
     assert result.exit_code == 2 and "no class ['HSIL'] in this run" in result.output
     assert not (demo.run_dir / Path(demo.name).stem).exists()  # nothing written before the error
