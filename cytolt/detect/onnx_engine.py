@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["OnnxSession", "file_sha256"]
+__all__ = ["OnnxSession", "file_sha256", "split_groups"]
 
 _CHUNK = 1 << 20
 
@@ -93,3 +95,14 @@ class OnnxSession:
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise ValueError(f"batch must be (B, 3, H, W); got {tuple(batch.shape)}")
         return self._session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+
+
+def split_groups(outputs: Sequence[Any], groups: Sequence[int]) -> list[list[Any]]:
+    """Flat outputs -> one list per group (``groups`` levels each), the order the head's forward returned them."""
+    if len(outputs) != sum(groups):
+        raise ValueError(f"{len(outputs)} ONNX outputs for head groups {list(groups)}")
+    out, start = [], 0
+    for n in groups:
+        out.append(list(outputs[start : start + n]))
+        start += n
+    return out

@@ -23,9 +23,8 @@ from torchvision.ops import nms as tv_nms
 
 import cytolt.mm  # noqa: F401  (registers cytolt's losses so the model config builds)
 from cytolt.detect.model_folder import ModelFolder
-from cytolt.detect.onnx_engine import OnnxSession
+from cytolt.detect.onnx_engine import OnnxSession, split_groups
 from cytolt.detect.types import Detections
-from cytolt.mm.onnx_export import split_groups
 
 log = logging.getLogger("cytolt")
 

@@ -27,7 +27,6 @@ import logging
 import os
 import statistics
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -283,14 +282,3 @@ def onnx_status(folder: ModelFolder) -> str:
     ms = measured.get("ms_per_tile")
     timing = "" if not ms else " (" + ", ".join(f"{k} {v:.0f} ms/tile" for k, v in ms.items()) + ")"
     return f"engine: {folder.default_engine}{timing}"
-
-
-def split_groups(outputs: Sequence[Any], groups: Sequence[int]) -> list[list[Any]]:
-    """Flat outputs -> one list per group (``groups`` levels each), the order the head's forward returned them."""
-    if len(outputs) != sum(groups):
-        raise ValueError(f"{len(outputs)} ONNX outputs for head groups {list(groups)}")
-    out, start = [], 0
-    for n in groups:
-        out.append(list(outputs[start : start + n]))
-        start += n
-    return out
