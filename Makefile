@@ -23,7 +23,7 @@ demo: setup  ## run the main job on built-in synthetic data; outputs in demo_out
 bench: demo  ## run every benchmark in bench/ (headline ratio last); the demo's model first (reused when there)
 	@set -e; for b in bench/bench_*.py plugins/napari-cytolt/bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
-bench-peers:  ## side by side with tiatoolbox, MONAI, tiffslide, SAHI, faster-coco-eval, in .venv-peers (scripts/setup_peers.sh)
+bench-peers: demo  ## side by side with tiatoolbox, MONAI, tiffslide, SAHI, faster-coco-eval, in .venv-peers (scripts/setup_peers.sh)
 	@scripts/setup_peers.sh
 	@set -e; for b in bench/peers/bench_*.py; do echo "== $$b"; .venv-peers/bin/python $$b; done
 
