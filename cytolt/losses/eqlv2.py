@@ -85,6 +85,12 @@ class EQLv2Loss(nn.Module):
     negative elements of each category (the paper's definition; no reduction divisor). Each training-mode
     ``forward`` uses the state from before the call, then adds the call's gradients (detached, summed over
     processes under DDP). Eval mode never changes it. ``reset()`` zeroes it (weights back to 1).
+
+    ``objectness=True`` is the authors' two-stage form (their released mmdet code, ``EQLv2``): logits are
+    ``(N, C + 1)``, the last column a background ("objectness") sigmoid whose target is 1 for background RoIs.
+    That column is trained with weight 1 for positives and negatives, and its gradients are not accumulated.
+    At test time :meth:`scores` multiplies each class's sigmoid by ``1 - sigmoid(z_bg)``. With
+    ``objectness=False`` (one-stage heads, and the C-output variant) logits are ``(N, C)``.
     """
 
     use_sigmoid = True
@@ -98,9 +104,11 @@ class EQLv2Loss(nn.Module):
         alpha: float = ALPHA,
         reduction: str = "mean",
         loss_weight: float = 1.0,
+        objectness: bool = False,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.objectness = objectness
         self.gamma = gamma
         self.mu = mu
         self.alpha = alpha
@@ -126,10 +134,14 @@ class EQLv2Loss(nn.Module):
         avg_factor: float | Tensor | None = None,
         reduction_override: str | None = None,
     ) -> Tensor:
-        check_logits(logits, type(self).__name__, self.num_classes)
+        outputs = self.num_classes + int(self.objectness)
+        check_logits(logits, type(self).__name__, outputs)
         reduction = resolve_reduction(self.reduction, reduction_override)
-        targets = expand_labels(labels, self.num_classes, logits.dtype)
+        # With objectness, label C (background) is the target of the last column.
+        targets = expand_labels(labels, outputs, logits.dtype)
         pos_w, neg_w = self.weights()
+        if self.objectness:  # the objectness column's weights are always 1 (pos_w = 1 + alpha (1 - 1))
+            pos_w, neg_w = (torch.cat([w, w.new_ones(1)]) for w in (pos_w, neg_w))
         w = (pos_w * targets + neg_w * (1 - targets)).to(logits.dtype)
         bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
         el_weight = element_weight(weight, bce.shape)
@@ -139,14 +151,24 @@ class EQLv2Loss(nn.Module):
                 grad = (torch.sigmoid(logits) - targets).abs() * w
                 if el_weight is not None:
                     grad = grad * el_weight
-                stats = torch.stack([(grad * targets).sum(0), (grad * (1 - targets)).sum(0)])
+                grad, cls_targets = grad[:, : self.num_classes], targets[:, : self.num_classes]
+                stats = torch.stack([(grad * cls_targets).sum(0), (grad * (1 - cls_targets)).sum(0)])
                 stats = all_reduce_sum_(stats.to(self.pos_grad.dtype))
                 self.pos_grad += stats[0]
                 self.neg_grad += stats[1]
         return loss
 
+    def scores(self, logits: Tensor) -> Tensor:
+        """Test-time class scores ``(N, C)``: ``sigmoid(z_c)``, times ``1 - sigmoid(z_bg)`` with objectness (the
+        authors' ``get_activation``)."""
+        check_logits(logits, type(self).__name__, self.num_classes + int(self.objectness))
+        probs = logits.sigmoid()
+        if not self.objectness:
+            return probs
+        return probs[:, : self.num_classes] * (1 - probs[:, self.num_classes :])
+
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, gamma={self.gamma}, mu={self.mu}, alpha={self.alpha}, "
-            f"reduction={self.reduction!r}, loss_weight={self.loss_weight}"
+            f"reduction={self.reduction!r}, loss_weight={self.loss_weight}, objectness={self.objectness}"
         )

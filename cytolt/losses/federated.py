@@ -9,9 +9,11 @@ annotation (an image is only checked for some categories).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -60,6 +62,17 @@ def federated_class_mask(
     return present | (chosen & drawable)
 
 
+def draw_seed(seed: int, rank: int, step: int) -> int:
+    """The generator seed of one draw: a hash of (seed, process rank, draw number), so that every GPU and every
+    step draws its own negatives (Zhou et al.'s federated loss samples per GPU batch) and a run is reproducible."""
+    digest = hashlib.sha256(f"{seed}:{rank}:{step}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def federated_loss(logits: Tensor, targets: Tensor, class_mask: Tensor, *, reduction: str = "mean") -> Tensor:
     """BCE on the columns in ``class_mask (C,)`` only (others contribute 0 and no gradient).
 
@@ -74,9 +87,11 @@ class FederatedLoss(nn.Module):
     """Federated loss with mmdet's one-stage call convention.
 
     ``image_count (C,)``: number of training images containing each category (LVIS's ``image_count``); the
-    buffer ``sampling_weight = image_count^power`` is saved in ``state_dict`` and never updated. Categories are
-    drawn with a ``torch.Generator`` seeded with ``seed`` on the logits' device (its position in the stream is
-    not part of ``state_dict``). In eval mode every category takes part (a deterministic loss).
+    buffer ``sampling_weight = image_count^power`` is saved in ``state_dict`` and never updated. Each training
+    draw reseeds a ``torch.Generator`` on the logits' device with :func:`draw_seed` of ``seed``, this process's
+    rank under ``torch.distributed`` (0 without it) and the draw's number in this process (``draws``), so GPUs
+    draw different negatives and a run repeats exactly. ``draws`` is not part of ``state_dict``: a resumed run
+    starts counting at 0 again. In eval mode every category takes part (a deterministic loss).
     """
 
     use_sigmoid = True
@@ -104,6 +119,7 @@ class FederatedLoss(nn.Module):
         self.loss_weight = loss_weight
         self.register_buffer("sampling_weight", counts**power)
         self._generator: torch.Generator | None = None
+        self.draws = 0
 
     @property
     def num_classes(self) -> int:
@@ -114,7 +130,8 @@ class FederatedLoss(nn.Module):
             return None
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device=device)
-            self._generator.manual_seed(self.seed)
+        self._generator.manual_seed(draw_seed(self.seed, _rank(), self.draws))
+        self.draws += 1
         return self._generator
 
     def class_mask(self, targets: Tensor) -> Tensor:

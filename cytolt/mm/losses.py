@@ -46,7 +46,13 @@ class _SigmoidLossConfig:
 
     def forward(self, cls_score: Tensor, labels: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         num_classes = getattr(self, "num_classes", None)  # FocalLoss has none: it takes any C
-        if num_classes is not None and cls_score.dim() == 2 and cls_score.size(1) == num_classes + 1:
+        expects_extra = getattr(self, "objectness", False)  # EQLv2's objectness form takes C + 1 on purpose
+        if (
+            num_classes is not None
+            and not expects_extra
+            and cls_score.dim() == 2
+            and cls_score.size(1) == num_classes + 1
+        ):
             raise ValueError(
                 f"{type(self).__name__} got {num_classes + 1} class outputs for {num_classes} classes: the head was "
                 "built for softmax; add use_sigmoid=True to loss_cls"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -106,3 +107,32 @@ def test_reductions_and_eval_mode() -> None:
     torch.testing.assert_close(loss_fn(logits, labels, reduction_override="sum"), none.sum())
     torch.testing.assert_close(loss_fn(logits, labels, avg_factor=4.0), none.sum() / 4.0)
     assert loss_fn.neg_grad.abs().sum() == 0  # eval never updates
+
+
+def test_objectness_form_hand_worked() -> None:
+    """The authors' two-stage EQLv2: C + 1 logits, the last one background; worked for C = 2 at z = 0."""
+    loss = EQLv2Loss(2, objectness=True)
+    logits = torch.zeros(2, 3, requires_grad=True)
+    labels = torch.tensor([0, 2])  # a class-0 RoI and a background RoI (target 1 in the objectness column)
+    # Fresh state: every weight 1, each of the 6 BCE terms is log 2; sum / 2 RoIs (mmdet's avg_factor).
+    value = loss(logits, labels, avg_factor=2.0)
+    torch.testing.assert_close(value, torch.tensor(3 * math.log(2)))
+    # |sigmoid(0) - y| = 0.5 everywhere; only the 2 class columns are accumulated, not the objectness column.
+    torch.testing.assert_close(loss.pos_grad, torch.tensor([0.5, 0.0]))
+    torch.testing.assert_close(loss.neg_grad, torch.tensor([0.5, 1.0]))
+    # Next call: r = (1, 0) -> neg_w = sigmoid(12 (r - 0.8)), pos_w = 1 + 4 (1 - neg_w); the objectness column
+    # keeps weight 1 for its positive (row 1) and its negative (row 0).
+    n0, n1 = 1 / (1 + math.exp(-2.4)), 1 / (1 + math.exp(9.6))
+    p0 = 1 + 4 * (1 - n0)
+    expected = math.log(2) * (p0 + n1 + 1 + n0 + n1 + 1) / 2
+    torch.testing.assert_close(loss(logits.detach(), labels, avg_factor=2.0), torch.tensor(expected))
+
+
+def test_objectness_scores_and_shapes() -> None:
+    loss = EQLv2Loss(2, objectness=True)
+    logits = torch.tensor([[2.0, -1.0, 0.0], [0.5, 0.5, 3.0]])
+    s = logits.sigmoid()
+    torch.testing.assert_close(loss.scores(logits), s[:, :2] * (1 - s[:, 2:]))
+    torch.testing.assert_close(EQLv2Loss(2).scores(logits[:, :2]), s[:, :2])
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        loss(torch.zeros(2, 2), torch.tensor([0, 2]))

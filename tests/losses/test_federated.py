@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cytolt.losses.federated import FederatedLoss, federated_class_mask, federated_loss
+from cytolt.losses.federated import FederatedLoss, draw_seed, federated_class_mask, federated_loss
 
 
 def _targets(labels: list[int], c: int) -> torch.Tensor:
@@ -85,3 +85,53 @@ def test_module_seeded_eval_and_state() -> None:
     torch.testing.assert_close(restored.sampling_weight, torch.tensor(counts, dtype=torch.float32) ** 0.5)
     with pytest.raises(ValueError, match="non-negative counts"):
         FederatedLoss([1, -1])
+
+
+# ---------------------------------------------------------------------------------------------- per rank and step
+
+_NUM_CLASSES, _K, _STEPS = 200, 20, 3
+
+
+def _draws(loss: FederatedLoss) -> torch.Tensor:
+    """``_STEPS`` training draws of one batch whose only positive is class 0: (steps, C) bool."""
+    targets = _targets([0, _NUM_CLASSES, _NUM_CLASSES], _NUM_CLASSES)
+    return torch.stack([loss.class_mask(targets) for _ in range(_STEPS)])
+
+
+def _federated_worker(rank: int, init_file: str, out_dir: str) -> None:
+    """One of two gloo processes: draw, gather both ranks' masks, rank 0 saves them."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        masks = _draws(FederatedLoss([1.0] * _NUM_CLASSES, num_sample_classes=_K, seed=3)).to(torch.uint8)
+        gathered = [torch.zeros_like(masks) for _ in range(2)]
+        dist.all_gather(gathered, masks)
+        if rank == 0:
+            torch.save(torch.stack(gathered), f"{out_dir}/masks.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_draws_differ_per_step_and_are_reproducible() -> None:
+    a = _draws(FederatedLoss([1.0] * _NUM_CLASSES, num_sample_classes=_K, seed=3))
+    b = _draws(FederatedLoss([1.0] * _NUM_CLASSES, num_sample_classes=_K, seed=3))
+    assert torch.equal(a, b)  # a new module repeats the run
+    assert not torch.equal(a[0], a[1]) and not torch.equal(a[1], a[2])  # each step draws anew
+    assert (a.sum(1) == _K).all() and a[:, 0].all()  # the positive class, plus K - 1 negatives
+    assert draw_seed(3, 0, 0) != draw_seed(3, 1, 0) != draw_seed(3, 0, 1)
+
+
+def test_two_gloo_processes_draw_different_negatives(tmp_path) -> None:
+    """Two ranks under torch.distributed (gloo, CPU) seed each draw with their rank: different negatives, the
+    positive class in both; rank 0 draws what a single process draws."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_federated_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    masks = torch.load(tmp_path / "masks.pt", weights_only=True).bool()  # (rank, step, C)
+    assert masks.shape == (2, _STEPS, _NUM_CLASSES)
+    for step in range(_STEPS):
+        assert not torch.equal(masks[0, step], masks[1, step])
+        assert masks[:, step, 0].all() and (masks[:, step].sum(1) == _K).all()
+    single = _draws(FederatedLoss([1.0] * _NUM_CLASSES, num_sample_classes=_K, seed=3))
+    assert torch.equal(masks[0], single)
