@@ -12,7 +12,7 @@ model = dict(
                 loss=dict(type="EQLLoss", lambda_=0.0011, loss_weight=1.0),
                 train_ann_file=data_root + "annotations/lvis_v1_train.json",
             ),
-            init_cfg={{_base_.sigmoid_bbox_head_init}},
+            init_cfg={{_base_.eql_bbox_head_init}},
         )
     )
 )

@@ -1,7 +1,9 @@
 # Simple Copy-Paste (Ghiasi et al., CVPR 2021) on Mask R-CNN R50-FPN 1x with RFS: mmdet's CopyPaste (the
 # paper's rule: paste up to 100 objects of another image, drop occluded targets whose box moved more than
-# 10 px and that keep fewer than 300 pixels) after large-scale jittering (resize 0.1-2.0 of 1024x1024, crop,
-# pad), as mmdet's simple_copy_paste configs. The paper trains far longer; this is the 1x comparison.
+# 10 px and that keep fewer than 300 pixels) after the paper's large-scale jittering (resize 0.1-2.0 of
+# 1024x1024, crop, pad). This is not mmdet's copy-paste recipe: mmdet 3.3's simple_copy_paste configs
+# (common/ssj_scp_270k_coco-instance.py) use standard-scale jittering, 0.8-1.25, SyncBN, from scratch, on COCO
+# for 90k / 270k iterations. No published LVIS number belongs to this config; it is the 1x comparison with rfs.
 # ClassAwareMixDataset is mmdet's MultiImageMixDataset that lets RepeatFactorSampler read image classes.
 _base_ = "./mask_rcnn_r50_fpn_rfs_1x.py"
 data_root = "data/lvis_v1/"

@@ -37,7 +37,13 @@ import click
     default=None,
     help="Start from these weights (fine-tuning): a model folder from cytolt export-model, or a checkpoint.",
 )
-def train(config, work_dir, data_root, cfg_options, resume, launcher, amp, load_from) -> None:
+@click.option(
+    "--allow-random-init",
+    is_flag=True,
+    help="Let a config that names pretrained backbone weights (configs/lvis) start from a random backbone; "
+    "without it such a run refuses to start until the verified file is given.",
+)
+def train(config, work_dir, data_root, cfg_options, resume, launcher, amp, load_from, allow_random_init) -> None:
     """Train CONFIG (e.g. configs/tct/retinanet_r18_gradlibra.py) on CPU or GPU.
 
     \b
@@ -52,6 +58,7 @@ def train(config, work_dir, data_root, cfg_options, resume, launcher, amp, load_
     Multi-GPU: torchrun --nproc-per-node N -m cytolt train CONFIG --launcher pytorch
     """
     from cytolt.datasets import AnnotationError
+    from cytolt.mm.lvis_weights import BackboneWeightsError
     from cytolt.mm.train import last_val_metrics
     from cytolt.mm.train import train as run
 
@@ -66,8 +73,9 @@ def train(config, work_dir, data_root, cfg_options, resume, launcher, amp, load_
             amp=amp,
             echo=click.echo,
             load_from=load_from,
+            allow_random_init=allow_random_init,
         )
-    except (AnnotationError, FileNotFoundError) as err:
+    except (AnnotationError, FileNotFoundError, BackboneWeightsError) as err:
         raise click.ClickException(str(err)) from err
     metrics = last_val_metrics(out)
     if metrics:

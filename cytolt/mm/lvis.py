@@ -9,8 +9,12 @@ Registered in mmdet's registries on import:
 Glossary
     label order   the order of ``categories`` in the annotation file, which is mmdet's ``LVISV1Dataset``
                   label order (``cat2label``); LVIS v1 lists categories by ascending id.
-    images_per_class     (C,) training images that contain the category; ``image_freq`` = images_per_class / images.
-    instances_per_class  (C,) training instances (annotations) of the category: NorCal's ``N_c``.
+    images_per_class     (C,) training images that contain the category (LVIS's ``image_count``): NorCal's
+                         ``N_c`` and the federated loss's ``image_count``.
+    annotated images     training images with at least one annotation: the denominator of EQL's ``f_j`` in the
+                         authors' code (``eql_image_freq``).
+    instances_per_class  (C,) training instances (annotations) of the category: NorCal's ``count_by='instances'``
+                         variant.
     logits        two-stage ``BBoxHead``: (R, C + 1) for softmax heads (background last); ``RoISigmoidLoss``
                   makes the head emit (R, C), one sigmoid per class.
 """
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,7 @@ __all__ = [
     "ClassAwareMixDataset",
     "NorCalShared2FCBBoxHead",
     "RoISigmoidLoss",
+    "eql_image_freq",
     "lvis_category_stats",
     "retarget_config",
 ]
@@ -60,26 +65,40 @@ def lvis_category_stats(ann_file: str | Path) -> CategoryStats:
         raise FileNotFoundError(
             f"{path}: training annotation file not found (needed for class statistics; see scripts/lvis/prepare.sh)"
         )
+    return _read_stats(path)[0]
+
+
+def _read_stats(path: Path) -> tuple[CategoryStats, int]:
     stat = path.stat()
     return _category_stats(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=4)
-def _category_stats(path: str, mtime_ns: int, size: int) -> CategoryStats:
+def _category_stats(path: str, mtime_ns: int, size: int) -> tuple[CategoryStats, int]:
+    """(statistics, number of images with at least one annotation) of one file version."""
     with open(path) as f:
-        return coco_category_stats(json.load(f), source=path)
+        data = json.load(f)
+    annotated = len({ann["image_id"] for ann in data.get("annotations", [])})
+    return coco_category_stats(data, source=path), annotated
+
+
+def eql_image_freq(ann_file: str | Path) -> np.ndarray:
+    """EQL's ``f_j`` (C,) as the authors' code counts it: images containing category ``j`` divided by the
+    training images that have at least one annotation (not all images; Tan et al.'s
+    ``lvis_v1_0_categories.py``: ``image_count / len(set(ann['image_id']))``)."""
+    lvis_category_stats(ann_file)  # the file checks and the error message
+    stats, annotated = _read_stats(Path(ann_file))
+    return stats.images_per_class / max(annotated, 1)
 
 
 # ---------------------------------------------------------------------------------------------- losses
 
-# Inner loss type -> (its constructor keyword, the CategoryStats attribute that fills it): losses whose
-# hyper-parameters are dataset statistics read from ``train_ann_file``.
-STAT_ARGUMENTS: dict[str, tuple[str, str]] = {
-    "EQLLoss": ("image_freq", "image_freq"),  # EQL: f_j, fraction of images (Tan et al. 2020)
-    "FederatedLoss": (
-        "image_count",
-        "images_per_class",
-    ),  # sampling weight image_count^0.5 (Zhou et al. 2021)
+# Inner loss type -> (its constructor keyword, how it is counted from ``train_ann_file``): losses whose
+# hyper-parameters are dataset statistics.
+STAT_ARGUMENTS: dict[str, tuple[str, Callable[[str], np.ndarray]]] = {
+    "EQLLoss": ("image_freq", eql_image_freq),  # EQL: f_j over annotated images (Tan et al. 2020, their code)
+    # sampling weight image_count^0.5 (Zhou et al. 2021)
+    "FederatedLoss": ("image_count", lambda ann: lvis_category_stats(ann).images_per_class),
 }
 
 
@@ -93,8 +112,10 @@ class RoISigmoidLoss(nn.Module):
     background RoI is an all-zero target row; EQL's and the federated loss's papers use this form). At test
     time scores are ``sigmoid(z)`` with a zero background column appended, as mmdet's NMS expects (R, C + 1).
 
-    EQLv2's released mmdet code instead keeps C + 1 sigmoid outputs and multiplies class scores by
-    ``1 - sigmoid(z_bg)``; this adapter does not, so an EQLv2 run here differs from that code in this respect.
+    An inner loss built with ``objectness=True`` (``EQLv2Loss``, as the authors' released mmdet code) gets C + 1
+    outputs instead: the last is a background sigmoid (target 1 for background RoIs), and test-time class scores
+    are ``sigmoid(z_c) (1 - sigmoid(z_bg))`` (the loss's ``scores``), followed by ``sigmoid(z_bg)`` in the last
+    column, which mmdet's NMS ignores.
 
     Args:
         loss: config of the inner loss, e.g. ``dict(type='EQLv2Loss', num_classes=1203)``; ``use_sigmoid=True``
@@ -115,7 +136,7 @@ class RoISigmoidLoss(nn.Module):
         kind = cfg.get("type")
         stat = STAT_ARGUMENTS.get(kind) if isinstance(kind, str) else None
         if stat is not None:
-            keyword, attribute = stat
+            keyword, count = stat
             if keyword in cfg and train_ann_file is not None:
                 raise ValueError(f"RoISigmoidLoss: give {kind}'s {keyword} or train_ann_file, not both")
             if keyword not in cfg:
@@ -124,7 +145,7 @@ class RoISigmoidLoss(nn.Module):
                         f"RoISigmoidLoss: {kind} needs {keyword}; set train_ann_file (the training annotation "
                         "json it is counted from)"
                     )
-                cfg[keyword] = getattr(lvis_category_stats(train_ann_file), attribute).tolist()
+                cfg[keyword] = count(train_ann_file).tolist()
         elif train_ann_file is not None:
             raise ValueError(
                 f"RoISigmoidLoss: train_ann_file is only used by {sorted(STAT_ARGUMENTS)}; {kind} takes no "
@@ -133,24 +154,31 @@ class RoISigmoidLoss(nn.Module):
         cfg.setdefault("use_sigmoid", True)
         self.loss = MODELS.build(cfg)
         self.num_classes = int(getattr(self.loss, "num_classes", 0)) or None
+        self.objectness = bool(getattr(self.loss, "objectness", False))
 
     def get_cls_channels(self, num_classes: int) -> int:
-        """C: one logit per class (called by ``BBoxHead`` with the head's class count)."""
+        """C (one logit per class), or C + 1 with an objectness output; called by ``BBoxHead`` with its class
+        count."""
         if self.num_classes is not None and num_classes != self.num_classes:
             raise ValueError(
                 f"RoISigmoidLoss: the head has {num_classes} classes but {type(self.loss).__name__} was built for "
                 f"{self.num_classes}"
             )
-        return num_classes
+        return num_classes + int(self.objectness)
 
     def get_activation(self, cls_score: Tensor) -> Tensor:
-        """(R, C) logits -> (R, C + 1) scores: per-class sigmoids, then a zero background column."""
+        """(R, C) or (R, C + 1) logits -> (R, C + 1) scores: per-class sigmoids, then a zero background column;
+        with objectness the loss's ``scores`` (classes times ``1 - sigmoid(z_bg)``), then ``sigmoid(z_bg)``."""
+        if self.objectness:
+            return torch.cat([self.loss.scores(cls_score), cls_score[:, -1:].sigmoid()], dim=1)
         return torch.cat([cls_score.sigmoid(), cls_score.new_zeros((cls_score.size(0), 1))], dim=1)
 
     def get_accuracy(self, cls_score: Tensor, labels: Tensor) -> dict[str, Tensor]:
-        """Percent of RoIs whose predicted label is right; a RoI whose best sigmoid is < 0.5 predicts background."""
-        best, pred = cls_score.sigmoid().max(dim=1)
-        pred = torch.where(best >= 0.5, pred, torch.full_like(pred, cls_score.size(1)))
+        """Percent of RoIs whose predicted label is right; a RoI whose best class score is < 0.5 predicts
+        background."""
+        scores = self.get_activation(cls_score)[:, :-1]
+        best, pred = scores.max(dim=1)
+        pred = torch.where(best >= 0.5, pred, torch.full_like(pred, scores.size(1)))
         return {"acc": (pred == labels).float().mean() * 100}
 
     def forward(
@@ -161,7 +189,8 @@ class RoISigmoidLoss(nn.Module):
         avg_factor: float | Tensor | None = None,
         reduction_override: str | None = None,
     ) -> Tensor:
-        """``cls_score`` (R, C), ``labels`` (R,) with C = background, ``weight`` (R,): the inner loss."""
+        """``cls_score`` (R, C) or (R, C + 1), ``labels`` (R,) with C = background, ``weight`` (R,): the inner
+        loss."""
         return self.loss(
             cls_score, labels, weight, avg_factor=avg_factor, reduction_override=reduction_override
         )
@@ -176,24 +205,31 @@ class NorCalShared2FCBBoxHead(Shared2FCBBoxHead):
 
     NorCal (Pan et al., "On Model Calibration for Long-Tailed Object Detection and Instance Segmentation",
     NeurIPS 2021): each RoI's foreground scores become ``exp(z_c) / N_c ** gamma``, the background score stays,
-    and the C + 1 scores are renormalised (``cytolt.calibration.norcal``). Training is unchanged (the loss sees
-    the raw logits), so a checkpoint of the plain head loads as is: ``instances_per_class`` is a non-persistent
-    buffer.
+    and the C + 1 scores are renormalised (``cytolt.calibration.norcal``). ``N_c`` is the number of training
+    images that contain class c, as in the authors' code (``_get_frequencies(by="image")``, LVIS's
+    ``image_count``); ``count_by="instances"`` is the variant with annotation counts. Training is unchanged (the
+    loss sees the raw logits), so a checkpoint of the plain head loads as is: ``class_counts`` is a
+    non-persistent buffer.
 
     Args:
-        gamma: calibration strength >= 0 (0 is the plain softmax); the paper tunes it on held-out data.
-        train_ann_file: training annotation file; ``N_c`` is each category's instance count in it.
-        instances_per_class: (C,) training instances per class given directly instead of ``train_ann_file``.
+        gamma: calibration strength >= 0 (0 is the plain softmax); tune it on held-out data
+            (``scripts/lvis/norcal_sweep.py``).
+        train_ann_file: training annotation file the counts come from.
+        count_by: ``"images"`` (the authors') or ``"instances"``.
+        class_counts: (C,) counts given directly instead of ``train_ann_file``.
         **kwargs: ``Shared2FCBBoxHead``'s arguments (``num_classes``, ``loss_cls``, ...). The loss must be a
             softmax one (C + 1 outputs): NorCal's rule needs the background column.
     """
+
+    COUNT_BY = {"images": "images_per_class", "instances": "instances_per_class"}
 
     def __init__(
         self,
         *,
         gamma: float,
         train_ann_file: str | None = None,
-        instances_per_class: Sequence[int] | None = None,
+        count_by: str = "images",
+        class_counts: Sequence[int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -202,16 +238,18 @@ class NorCalShared2FCBBoxHead(Shared2FCBBoxHead):
                 f"NorCalShared2FCBBoxHead needs a softmax loss_cls with C + 1 outputs; "
                 f"{type(self.loss_cls).__name__} declares its own channels"
             )
-        if (train_ann_file is None) == (instances_per_class is None):
+        if (train_ann_file is None) == (class_counts is None):
+            raise ValueError("NorCalShared2FCBBoxHead: give exactly one of train_ann_file and class_counts")
+        if count_by not in self.COUNT_BY:
             raise ValueError(
-                "NorCalShared2FCBBoxHead: give exactly one of train_ann_file and instances_per_class"
+                f"NorCalShared2FCBBoxHead: count_by must be one of {sorted(self.COUNT_BY)}; got {count_by!r}"
             )
         if not gamma >= 0:
             raise ValueError(f"NorCalShared2FCBBoxHead: gamma must be >= 0; got {gamma}")
         counts = (
-            lvis_category_stats(train_ann_file).instances_per_class
+            getattr(lvis_category_stats(train_ann_file), self.COUNT_BY[count_by])
             if train_ann_file is not None
-            else instances_per_class
+            else class_counts
         )
         counts_t = torch.as_tensor(np.asarray(counts, dtype=np.float64), dtype=torch.float32)
         if counts_t.shape != (self.num_classes,):
@@ -219,8 +257,9 @@ class NorCalShared2FCBBoxHead(Shared2FCBBoxHead):
                 f"NorCalShared2FCBBoxHead: {len(counts_t)} class counts for a head with {self.num_classes} classes"
             )
         self.gamma = float(gamma)
-        # A class with no training instance would get an infinite boost; count it as one.
-        self.register_buffer("instances_per_class", counts_t.clamp_min(1.0), persistent=False)
+        self.count_by = count_by
+        # A class absent from training would get an infinite boost; count it as one.
+        self.register_buffer("class_counts", counts_t.clamp_min(1.0), persistent=False)
 
     def _predict_by_feat_single(
         self,
@@ -234,7 +273,7 @@ class NorCalShared2FCBBoxHead(Shared2FCBBoxHead):
         if cls_score is not None and cls_score.numel() > 0:
             # mmdet turns cls_score into scores with a softmax; handing it the log of NorCal's probabilities
             # makes that softmax return them unchanged (each row already sums to 1).
-            cls_score = norcal(cls_score, self.instances_per_class, self.gamma).log()
+            cls_score = norcal(cls_score, self.class_counts, self.gamma).log()
         return super()._predict_by_feat_single(roi, cls_score, bbox_pred, img_meta, rescale, rcnn_test_cfg)
 
 

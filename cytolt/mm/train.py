@@ -24,6 +24,7 @@ from cytolt.category_stats import coco_category_stats
 from cytolt.datasets import AnnotationError, format_class_table
 from cytolt.detect.model_folder import ModelFolder, ModelInfo
 from cytolt.mm.dataset_fit import check_training_data, fit_to_dataset
+from cytolt.mm.lvis_weights import check_backbone_weights, write_weights_record
 
 log = logging.getLogger("cytolt")
 
@@ -123,6 +124,7 @@ def train(
     quiet: bool = False,
     echo: Callable[[str], Any] | None = None,
     load_from: str | Path | None = None,
+    allow_random_init: bool = False,
 ) -> Path:
     """Train ``config`` and return the work_dir.
 
@@ -135,6 +137,9 @@ def train(
         echo: where the checked dataset's class table goes (default: the ``cytolt`` logger).
         load_from: weights to start from (fine-tuning): a model folder (``cytolt export-model``; its classes must
             be the dataset's) or a checkpoint; replaces the config's ``load_from``.
+        allow_random_init: let a config that names backbone weights (configs/lvis) start from a random backbone;
+            without it such a run needs the verified file (:func:`cytolt.mm.lvis_weights.check_backbone_weights`),
+            whose record is written to ``work_dir/backbone_weights.json``.
 
     Every split's annotations are checked before the model is built
     (:func:`~cytolt.mm.dataset_fit.check_training_data`): a broken file fails here, naming the file and entry.
@@ -144,6 +149,8 @@ def train(
     if launcher not in ("none", "pytorch", "slurm", "mpi"):
         raise ValueError(f"launcher must be one of 'none', 'pytorch', 'slurm', 'mpi'; got {launcher!r}")
     cfg = load_config(config, work_dir=work_dir, data_root=data_root, cfg_options=cfg_options)
+    # Before the data check: a reproduction run without its pretrained backbone is refused at once.
+    weights = check_backbone_weights(cfg, allow_random_init=allow_random_init)
     checked = check_training_data(cfg)
     (echo or log.info)(f"training classes ({checked.files['train']}):\n{format_class_table(checked.classes)}")
     if load_from is not None:
@@ -162,6 +169,8 @@ def train(
     if quiet:
         cfg.log_level = "WARNING"
         cfg.custom_hooks = [*cfg.get("custom_hooks", []), dict(type="TrainProgressHook")]
+    if weights is not None:
+        write_weights_record(cfg.work_dir, weights)
     runner = Runner.from_cfg(cfg)
     runner.train()
     return Path(cfg.work_dir)

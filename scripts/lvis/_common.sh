@@ -5,9 +5,12 @@
 declare -A LVIS_CONFIGS=(
     [random]=mask_rcnn_r50_fpn_random_1x
     [rfs]=mask_rcnn_r50_fpn_rfs_1x
+    [rfs_mmdet]=mask_rcnn_r50_fpn_rfs_1x_mmdet
     [eql]=mask_rcnn_r50_fpn_eql_1x
     [eqlv2]=mask_rcnn_r50_fpn_eqlv2_1x
+    [eqlv2_c]=mask_rcnn_r50_fpn_eqlv2_c_1x
     [seesaw]=mask_rcnn_r50_fpn_seesaw_normed_rfs_2x
+    [seesaw_mmdet]=mask_rcnn_r50_fpn_seesaw_normed_rfs_2x_mmdet
     [federated]=mask_rcnn_r50_fpn_federated_rfs_1x
     [cdb]=mask_rcnn_r50_fpn_cdb_1x
     [copypaste]=mask_rcnn_r50_fpn_copypaste_rfs_1x
@@ -46,12 +49,14 @@ lvis_config() {
 }
 
 # write_run_config CONFIG OUT [extra lvis_tools config args]: the config on this run's data (LVIS_ROOT, or
-# the mini set MINI_LVIS), with PRETRAINED backbone weights when given.
+# the mini set MINI_LVIS), with PRETRAINED backbone weights when given (default: checkpoints/resnet50-0676ba61.pth
+# when that file exists; cytolt train verifies it and refuses a full-data run without it).
 write_run_config() {
     local config=$1 out=$2
     shift 2
     local weights=()
-    [[ -n ${PRETRAINED:-} ]] && weights=(--pretrained "$PRETRAINED")
+    [[ -z ${PRETRAINED:-} && -f $ROOT/checkpoints/resnet50-0676ba61.pth ]] && PRETRAINED=$ROOT/checkpoints/resnet50-0676ba61.pth
+    [[ -n ${PRETRAINED:-} ]] && weights=(--pretrained "$PRETRAINED") && echo "backbone weights: $PRETRAINED"
     if [[ -n ${MINI_LVIS:-} ]]; then
         "$PY" "$ROOT/scripts/lvis/make_mini_lvis.py" "$MINI_LVIS" --config "$config" --config-out "$out"
         "$PY" "$ROOT/scripts/lvis/lvis_tools.py" config "$out" --out "$out" "${weights[@]}" "$@"

@@ -278,13 +278,15 @@ def write_run_config(
     data_root: str | Path | None = None,
     pretrained: str | Path | None = None,
     dets_per_img: int | None = None,
+    gpus: int | None = None,
+    lr_rule: str | None = None,
 ) -> Path:
     """Write ``config`` with the run's data root, backbone weights and detection limit as one flat config file.
 
     ``data_root`` moves every path of the config (datasets, evaluators, the CDB hook's held-out set, losses'
     ``train_ann_file``) with ``cytolt.mm.lvis.retarget_config``; ``pretrained`` is a local ImageNet ResNet-50
     state dict for ``init_cfg=dict(type='Pretrained')``; ``dets_per_img`` replaces the test-time limit.
-    Needs mmengine (imported here).
+    ``gpus`` (training runs) applies :func:`learning_rate_for` with ``lr_rule``. Needs mmengine (imported here).
     """
     from mmengine.config import Config
 
@@ -299,6 +301,8 @@ def write_run_config(
                 f"{pretrained}: backbone weights not found (see configs/lvis/_base_/models)"
             )
         cfg.model.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(pretrained))
+    if gpus is not None:
+        print(learning_rate_for(cfg, gpus, lr_rule))
     if dets_per_img is not None:
         test_cfg = cfg.model.test_cfg
         for keys in _DETS_PER_IMG_KEYS:
@@ -313,6 +317,39 @@ def write_run_config(
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     cfg.dump(str(out))
     return Path(out)
+
+
+LR_RULES = ("keep", "scale")
+
+
+def learning_rate_for(cfg: Any, gpus: int, rule: str | None) -> str:
+    """Check (and with ``rule='scale'`` set) the learning rate of a training run on ``gpus`` GPUs; a summary line.
+
+    The published numbers were trained at ``auto_scale_lr.base_batch_size`` (16 = 8 GPUs x 2 images). At that
+    total batch nothing changes. At another one, a full-data run needs a decision: ``'scale'`` turns on
+    mmengine's linear rule (``auto_scale_lr.enable=True``: lr x total / 16), ``'keep'`` trains with the config's
+    lr at the other batch. Without one it is refused (ValueError), so the lr never changes silently. Configs on
+    the mini set (``backbone_weights.required`` False) are smoke tests: they keep the config's lr.
+    """
+    if rule is not None and rule not in LR_RULES:
+        raise ValueError(f"LR must be one of {', '.join(LR_RULES)}; got {rule!r}")
+    per_gpu = int(cfg.train_dataloader.batch_size)
+    total = gpus * per_gpu
+    base = int(cfg.auto_scale_lr.base_batch_size)
+    lr = float(cfg.optim_wrapper.optimizer.lr)
+    full_data = bool(cfg.get("backbone_weights", {}).get("required", False))
+    if total != base and rule is None and full_data:
+        raise ValueError(
+            f"total batch {gpus} GPUs x {per_gpu} images = {total}, but the published numbers used {base} "
+            f"(8 GPUs x 2) at lr {lr}. Say what to do: LR=scale (linear rule: lr {lr * total / base:g}) or "
+            f"LR=keep (lr {lr:g} at batch {total}; not the published recipe)."
+        )
+    if total != base and rule == "scale":
+        cfg.auto_scale_lr.enable = True
+        lr = lr * total / base
+    else:
+        cfg.auto_scale_lr.enable = False
+    return f"total batch {gpus} GPUs x {per_gpu} images = {total} (published: {base}); lr {lr:g}"
 
 
 def extract_weights(checkpoint: str | Path, out: str | Path) -> Path:
@@ -369,6 +406,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-root")
     p.add_argument("--pretrained", help="local ImageNet ResNet-50 weights (.pth)")
     p.add_argument("--dets-per-img", type=int)
+    p.add_argument("--gpus", type=int, help="training processes; checks the total batch against the recipe's")
+    p.add_argument(
+        "--lr", choices=LR_RULES, help="at another total batch than the recipe's: scale or keep lr"
+    )
     p = sub.add_parser("weights", help="a training checkpoint's state dict as safetensors (for cytolt eval)")
     p.add_argument("checkpoint")
     p.add_argument("--out", required=True)
@@ -379,13 +420,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     if args.command == "config":
-        out = write_run_config(
-            args.config,
-            args.out,
-            data_root=args.data_root,
-            pretrained=args.pretrained,
-            dets_per_img=args.dets_per_img,
-        )
+        try:
+            out = write_run_config(
+                args.config,
+                args.out,
+                data_root=args.data_root,
+                pretrained=args.pretrained,
+                dets_per_img=args.dets_per_img,
+                gpus=args.gpus,
+                lr_rule=args.lr or None,
+            )
+        except ValueError as err:
+            print(f"error: {args.config}: {err}", file=sys.stderr)
+            return 2
         print(f"run config: {out}")
         return 0
 

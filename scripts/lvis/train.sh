@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Train one LVIS v1 reproduction run:  scripts/lvis/train.sh METHOD [GPUS] [-- cytolt train options]
 #
-#   METHOD   random rfs eql eqlv2 seesaw federated cdb copypaste atss efl gradlibra gol iif, cascade cascade_rfs
-#            cascade_eql cascade_eqlv2 cascade_federated cascade_seesaw pcb tde crt (norcal: see evaluate.sh;
-#            crt is stage 2: train 'random' first, its epoch_12.pth is crt's load_from)
+#   METHOD   random rfs rfs_mmdet eql eqlv2 eqlv2_c seesaw seesaw_mmdet federated cdb copypaste atss efl gradlibra gol
+#            iif, cascade cascade_rfs cascade_eql cascade_eqlv2 cascade_federated cascade_seesaw pcb tde crt
+#            (norcal: see evaluate.sh; crt is stage 2: train 'random' first, its epoch_12.pth is crt's load_from).
+#            *_mmdet are mmdet's own recipes for its published numbers (ClassBalancedDataset).
 #   GPUS     processes on this machine (default 1); more than one runs torchrun + `cytolt train --launcher
-#            pytorch`. The configs are for 8 GPUs x 2 images; lr scales with the total batch (auto_scale_lr).
+#            pytorch`. The published numbers used 8 GPUs x 2 images (lr 0.02 / 0.01 for ATSS). At another total
+#            batch a full-data run is refused unless LR says what to do; the total batch and lr are printed.
 # Environment:
 #   LVIS_ROOT   data root checked by prepare.sh (default data/lvis_v1)
-#   PRETRAINED  local ImageNet ResNet-50 weights, e.g. checkpoints/resnet50-0676ba61.pth (torchvision's
-#               IMAGENET1K_V1, what the published numbers start from). Without it the backbone starts random.
+#   PRETRAINED  local ImageNet ResNet-50 weights (default checkpoints/resnet50-0676ba61.pth when it exists;
+#               torchvision's IMAGENET1K_V1, what the published numbers start from). cytolt train checks its
+#               SHA-256 and writes backbone_weights.json into the run folder; without weights a full-data run
+#               refuses to start (pass `-- --allow-random-init` to train from a random backbone on purpose).
+#   LR          scale | keep, needed when GPUS x 2 != 16 on full data: linear lr rule (auto_scale_lr, base 16)
+#               or the config's lr at the other batch
 #   WORK_DIRS   run folders go to WORK_DIRS/METHOD (default work_dirs/lvis)
 #   AMP=1       mixed precision (default off: the published runs are FP32)
 #   MINI_LVIS   a mini set folder (make_mini_lvis.py; created if missing): the same config on it, e.g. on CPU
@@ -33,7 +39,10 @@ if ! [[ $GPUS =~ ^[1-9][0-9]*$ ]]; then
 fi
 WORK=$WORK_DIRS/$METHOD
 RUN_CONFIG=$WORK/$(basename "$CONFIG")
-write_run_config "$CONFIG" "$RUN_CONFIG"
+lr=()
+[[ -n ${LR:-} ]] && lr=(--lr "$LR")
+write_run_config "$CONFIG" "$RUN_CONFIG" --gpus "$GPUS" "${lr[@]}"
+"$PY" "$ROOT/scripts/lvis/collect.py" record "$WORK" --method "$METHOD" --config "$RUN_CONFIG" --gpus "$GPUS"
 
 AMP_FLAG=--no-amp
 [[ ${AMP:-0} == 1 ]] && AMP_FLAG=--amp

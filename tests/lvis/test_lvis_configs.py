@@ -28,9 +28,12 @@ LVIS_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 EXPECTED = {
     "mask_rcnn_r50_fpn_random_1x",
     "mask_rcnn_r50_fpn_rfs_1x",
+    "mask_rcnn_r50_fpn_rfs_1x_mmdet",
     "mask_rcnn_r50_fpn_eql_1x",
     "mask_rcnn_r50_fpn_eqlv2_1x",
+    "mask_rcnn_r50_fpn_eqlv2_c_1x",
     "mask_rcnn_r50_fpn_seesaw_normed_rfs_2x",
+    "mask_rcnn_r50_fpn_seesaw_normed_rfs_2x_mmdet",
     "mask_rcnn_r50_fpn_federated_rfs_1x",
     "mask_rcnn_r50_fpn_cdb_1x",
     "mask_rcnn_r50_fpn_copypaste_rfs_1x",
@@ -89,6 +92,7 @@ def test_config_parses_offline_with_lvis_settings(config):
     cfg = Config.fromfile(str(config))
     name = config.stem
     assert cfg.model.backbone.init_cfg is None  # nothing to download
+    assert cfg.backbone_weights.required and cfg.backbone_weights.name == "resnet50-0676ba61.pth"
     assert {n["num_classes"] for n in _walk(cfg.model.to_dict()) if "num_classes" in n} == {1203}
     datasets = [n for n in _walk(cfg.to_dict()) if "ann_file" in n and "pipeline" in n]
     assert datasets and all(
@@ -99,9 +103,14 @@ def test_config_parses_offline_with_lvis_settings(config):
     assert cfg.test_evaluator.metric == (["bbox"] if name.startswith("atss") else ["bbox", "segm"])
     test_cfg = cfg.model.test_cfg.get("rcnn", cfg.model.test_cfg)
     assert test_cfg.max_per_img == 300 and test_cfg.score_thr == 0.0001  # the LVIS limit, low scores kept
-    assert cfg.train_cfg.max_epochs == (24 if name.endswith("_2x") else 12)
+    assert cfg.train_cfg.max_epochs == (24 if "_2x" in name else 12)
+    assert cfg.auto_scale_lr == dict(
+        enable=False, base_batch_size=16
+    )  # lr never follows the GPU count silently
     expected_sampler = (
-        dict(type="CDBSampler", tau="dynamic")
+        dict(type="DefaultSampler", shuffle=True)  # mmdet's recipe: ClassBalancedDataset (test_recipes.py)
+        if name.endswith("_mmdet")
+        else dict(type="CDBSampler", tau="dynamic")
         if "cdb" in name
         else dict(type="ClassBalancedSampler")  # cRT's stage 2
         if "crt" in name
@@ -413,21 +422,32 @@ def _train_sampler(runner):
 
 def _check_method(name: str, runner, stats) -> None:
     """What each config must have put in place, seen on the trained runner."""
+    from cytolt.mm.lvis import eql_image_freq
+
     model = runner.model
     loss = _inner_loss(runner)
     sampler = type(_train_sampler(runner)).__name__
     num_classes = len(stats.names)
     if "mask_rcnn" in name:
         # Softmax heads: classes + background; Seesaw: + objectness; sigmoid (RoISigmoidLoss, GOL): one per class.
-        sigmoid = any(f"_{m}_" in name for m in ("eql", "eqlv2", "federated", "gol"))
-        expected = num_classes if sigmoid else num_classes + 2 if "_seesaw_" in name else num_classes + 1
+        sigmoid = any(f"_{m}_" in name for m in ("eql", "eqlv2", "eqlv2_c", "federated", "gol"))
+        objectness = "_eqlv2_1x" in name  # the authors' EQLv2: C classes + a background sigmoid
+        expected = (
+            num_classes + 1
+            if objectness
+            else num_classes
+            if sigmoid
+            else num_classes + 2
+            if "_seesaw_" in name
+            else num_classes + 1
+        )
         for head in _bbox_heads(model):
             fc_cls = getattr(head.fc_cls, "classifier", head.fc_cls)  # IIF wraps the linear layer
             assert fc_cls.out_features == expected
-            # Sigmoid classifiers start at p = 0.01 (bias log(0.01/0.99) = -4.6), GOL's at the Gumbel prior
-            # exp(-e^2) (bias -2); two steps barely move them.
+            # Sigmoid classifiers start at p = 0.01 (bias log(0.01/0.99) = -4.6), EQL / EQLv2's at the authors'
+            # p = 0.001 (-6.9), GOL's at the Gumbel prior exp(-e^2) (bias -2); two steps barely move them.
             if sigmoid:
-                bias = -2.0 if "_gol_" in name else -4.595
+                bias = -2.0 if "_gol_" in name else -6.907 if "_eql" in name else -4.595
                 assert fc_cls.bias.mean().item() == pytest.approx(bias, abs=0.2)
     assert sampler == (
         "CDBSampler"
@@ -435,14 +455,34 @@ def _check_method(name: str, runner, stats) -> None:
         else "ClassBalancedSampler"
         if "crt" in name
         else "RepeatFactorSampler"
-        if "rfs" in name
+        if "rfs" in name and not name.endswith("_mmdet")  # mmdet's RFS is a dataset wrapper
         else "DefaultSampler"
     )
     checks = {
         "random_1x": lambda: type(loss).__name__ == "CrossEntropyLoss",
         "rfs_1x": lambda: type(loss).__name__ == "CrossEntropyLoss",
-        "eql_1x": lambda: torch.allclose(loss.image_freq.double(), torch.from_numpy(stats.image_freq)),
-        "eqlv2_1x": lambda: type(loss).__name__ == "EQLv2Loss" and loss.pos_grad.sum() > 0,
+        "rfs_1x_mmdet": lambda: (
+            type(loss).__name__ == "CrossEntropyLoss"
+            and type(runner.train_dataloader.dataset).__name__ == "ClassBalancedDataset"
+        ),
+        "seesaw_normed_rfs_2x_mmdet": lambda: (
+            type(loss).__name__ == "SeesawLoss"
+            and type(runner.train_dataloader.dataset).__name__ == "ClassBalancedDataset"
+        ),
+        "eql_1x": lambda: torch.allclose(  # the authors' f_j: over images with an annotation
+            loss.image_freq.double(),
+            torch.from_numpy(eql_image_freq(runner.cfg.model.roi_head.bbox_head.loss_cls.train_ann_file)),
+            atol=1e-7,
+        ),
+        "eqlv2_1x": lambda: (
+            type(loss).__name__ == "EQLv2Loss"
+            and loss.objectness
+            and _first(model.roi_head.bbox_head).fc_cls.out_features == num_classes + 1
+            and loss.pos_grad.sum() > 0
+        ),
+        "eqlv2_c_1x": lambda: (
+            not loss.objectness and model.roi_head.bbox_head.fc_cls.out_features == num_classes
+        ),
         "seesaw_normed_rfs_2x": lambda: (
             type(_first(model.roi_head.bbox_head).fc_cls).__name__ == "NormedLinear"
             and type(_first(model.roi_head.mask_head).conv_logits).__name__ == "NormedConv2d"
@@ -460,9 +500,9 @@ def _check_method(name: str, runner, stats) -> None:
             type(runner.train_dataloader.dataset).__name__ == "ClassAwareMixDataset"
             and "CopyPaste" in runner.train_dataloader.dataset.pipeline_types
         ),
-        "norcal_rfs_1x": lambda: torch.equal(
-            model.roi_head.bbox_head.instances_per_class,
-            torch.tensor(stats.instances_per_class, dtype=torch.float32),
+        "norcal_rfs_1x": lambda: torch.equal(  # the authors' N_c: images per class
+            model.roi_head.bbox_head.class_counts,
+            torch.tensor(stats.images_per_class, dtype=torch.float32).clamp_min(1),
         ),
         "focal_rfs_2x": lambda: type(loss).__name__ == "FocalLoss",
         "efl_rfs_2x": lambda: type(loss).__name__ == "EqualizedFocalLoss" and loss.pos_grad.sum() > 0,

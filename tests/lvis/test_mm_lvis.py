@@ -18,6 +18,7 @@ from cytolt.calibration import norcal  # noqa: E402
 from cytolt.mm.lvis import (  # noqa: E402
     ClassAwareMixDataset,
     RoISigmoidLoss,
+    eql_image_freq,
     lvis_category_stats,
     retarget_config,
 )
@@ -78,7 +79,9 @@ def test_category_stats_errors_name_the_file(tmp_path):
 
 def test_roi_sigmoid_loss_fills_dataset_statistics(tiny_ann):
     eql = MODELS.build(dict(type="RoISigmoidLoss", loss=dict(type="EQLLoss"), train_ann_file=str(tiny_ann)))
-    assert eql.loss.image_freq.tolist() == [0.5, 0.25]
+    # The authors' f_j: images with the class over the 3 images that have an annotation (image 4 has none).
+    assert eql.loss.image_freq.tolist() == pytest.approx([2 / 3, 1 / 3])
+    assert eql_image_freq(tiny_ann).tolist() == pytest.approx([2 / 3, 1 / 3])
     fed = MODELS.build(
         dict(type="RoISigmoidLoss", loss=dict(type="FederatedLoss"), train_ann_file=str(tiny_ann))
     )
@@ -148,6 +151,27 @@ def test_bbox_head_with_roi_sigmoid_loss_has_one_logit_per_class_and_predicts_cl
         _bbox_head(dict(type="RoISigmoidLoss", loss=dict(type="EQLv2Loss", num_classes=3)), 4)
 
 
+def test_eqlv2_objectness_head_has_a_background_sigmoid_and_the_authors_test_scores():
+    """C + 1 outputs; at test time class scores are sigmoid(z_c) (1 - sigmoid(z_bg)) (Tan et al.'s code)."""
+    loss = dict(type="RoISigmoidLoss", loss=dict(type="EQLv2Loss", num_classes=3, objectness=True))
+    head = _bbox_head(loss, 3)
+    assert head.fc_cls.out_features == 4
+    rois = torch.tensor([[0, 4.0, 4.0, 20.0, 20.0], [0, 30.0, 30.0, 50.0, 60.0]])
+    # RoI 0: class 1 at sigmoid(2) = 0.881, background sigmoid(0) = 0.5 -> 0.440. RoI 1: class 1 also 0.881,
+    # but background sigmoid(3) = 0.953 -> 0.042, under the 0.05 threshold.
+    cls_score = torch.tensor([[-9.0, 2.0, -9.0, 0.0], [-9.0, 2.0, -9.0, 3.0]])
+    cfg = ConfigDict(score_thr=0.05, nms=dict(type="nms", iou_threshold=0.5), max_per_img=10)
+    meta = dict(img_shape=(64, 64), scale_factor=(1.0, 1.0))
+    result = head.predict_by_feat((rois,), (cls_score,), (torch.zeros(2, 12),), [meta], rcnn_test_cfg=cfg)[0]
+    s2 = torch.sigmoid(torch.tensor(2.0)).item()
+    assert result.labels.tolist() == [1]
+    assert result.scores.tolist() == pytest.approx([s2 * 0.5])
+    activation = head.loss_cls.get_activation(cls_score)
+    assert activation[:, 3].tolist() == pytest.approx([0.5, torch.sigmoid(torch.tensor(3.0)).item()])
+    # Accuracy: RoI 0's best class score 0.44 < 0.5 -> background (wrong for label 1); RoI 1 -> background (right).
+    assert head.loss_cls.get_accuracy(cls_score, torch.tensor([1, 3]))["acc"].item() == pytest.approx(50.0)
+
+
 # ---------------------------------------------------------------------------------------------- NorCal
 
 
@@ -155,7 +179,7 @@ def test_norcal_head_scores_are_cytolt_norcal():
     torch.manual_seed(1)
     counts = [1000, 30, 2]
     ce = dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0)
-    head = _bbox_head(ce, 3, type="NorCalShared2FCBBoxHead", gamma=0.7, instances_per_class=counts)
+    head = _bbox_head(ce, 3, type="NorCalShared2FCBBoxHead", gamma=0.7, class_counts=counts)
     rois = torch.tensor([[0, 4.0, 4.0, 20.0, 20.0], [0, 30.0, 30.0, 50.0, 60.0], [0, 1.0, 1.0, 9.0, 9.0]])
     cls_score = torch.randn(3, 4) * 3
     meta = dict(img_shape=(64, 64), scale_factor=(1.0, 1.0))
@@ -164,7 +188,7 @@ def test_norcal_head_scores_are_cytolt_norcal():
     expected = norcal(cls_score, torch.tensor(counts, dtype=torch.float32), 0.7)
     assert torch.allclose(out.scores, expected, atol=1e-6)
     assert not torch.allclose(out.scores, cls_score.softmax(1), atol=1e-3)  # it did calibrate
-    plain = _bbox_head(ce, 3, type="NorCalShared2FCBBoxHead", gamma=0.0, instances_per_class=counts)
+    plain = _bbox_head(ce, 3, type="NorCalShared2FCBBoxHead", gamma=0.0, class_counts=counts)
     out0 = plain._predict_by_feat_single(rois, cls_score, torch.zeros(3, 12), meta, rcnn_test_cfg=None)
     assert torch.allclose(out0.scores, cls_score.softmax(1), atol=1e-6)
 
@@ -173,8 +197,23 @@ def test_norcal_head_loads_a_plain_head_checkpoint(tiny_ann):
     ce = dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0)
     plain = _bbox_head(ce, 2)
     head = _bbox_head(ce, 2, type="NorCalShared2FCBBoxHead", gamma=0.5, train_ann_file=str(tiny_ann))
-    assert head.instances_per_class.tolist() == [3.0, 1.0]  # instances of 'seven', 'three'
-    head.load_state_dict(plain.state_dict(), strict=True)  # instances_per_class is not part of the state
+    assert head.class_counts.tolist() == [2.0, 1.0]  # the authors' N_c: images with 'seven', 'three'
+    head.load_state_dict(plain.state_dict(), strict=True)  # class_counts is not part of the state
+    by_instances = _bbox_head(
+        ce, 2, type="NorCalShared2FCBBoxHead", gamma=0.5, train_ann_file=str(tiny_ann), count_by="instances"
+    )
+    assert by_instances.class_counts.tolist() == [3.0, 1.0]  # the labelled variant: annotations
+
+
+def test_norcal_head_with_image_counts_hand_worked(tiny_ann):
+    """Counts [2, 1], gamma 1, logits (0, 0, 0): foreground exp(0)/2 and exp(0)/1, background 1, renormalised by
+    2.5: (0.2, 0.4, 0.4)."""
+    ce = dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0)
+    head = _bbox_head(ce, 2, type="NorCalShared2FCBBoxHead", gamma=1.0, train_ann_file=str(tiny_ann))
+    meta = dict(img_shape=(64, 64), scale_factor=(1.0, 1.0))
+    rois = torch.tensor([[0, 4.0, 4.0, 20.0, 20.0]])
+    out = head._predict_by_feat_single(rois, torch.zeros(1, 3), torch.zeros(1, 8), meta, rcnn_test_cfg=None)
+    assert out.scores.tolist()[0] == pytest.approx([0.2, 0.4, 0.4])
 
 
 def test_norcal_head_refuses_bad_setups(tiny_ann):
@@ -182,12 +221,14 @@ def test_norcal_head_refuses_bad_setups(tiny_ann):
     with pytest.raises(ValueError, match="exactly one"):
         _bbox_head(ce, 2, type="NorCalShared2FCBBoxHead", gamma=0.5)
     with pytest.raises(ValueError, match="3 class counts for a head with 2"):
-        _bbox_head(ce, 2, type="NorCalShared2FCBBoxHead", gamma=0.5, instances_per_class=[1, 2, 3])
+        _bbox_head(ce, 2, type="NorCalShared2FCBBoxHead", gamma=0.5, class_counts=[1, 2, 3])
     with pytest.raises(ValueError, match="gamma"):
-        _bbox_head(ce, 2, type="NorCalShared2FCBBoxHead", gamma=-1.0, instances_per_class=[1, 2])
+        _bbox_head(ce, 2, type="NorCalShared2FCBBoxHead", gamma=-1.0, class_counts=[1, 2])
+    with pytest.raises(ValueError, match="count_by"):
+        _bbox_head(ce, 2, type="NorCalShared2FCBBoxHead", gamma=0.5, class_counts=[1, 2], count_by="boxes")
     seesaw = dict(type="CytoltSeesawLoss", num_classes=2)
     with pytest.raises(ValueError, match="softmax"):
-        _bbox_head(seesaw, 2, type="NorCalShared2FCBBoxHead", gamma=0.5, instances_per_class=[1, 2])
+        _bbox_head(seesaw, 2, type="NorCalShared2FCBBoxHead", gamma=0.5, class_counts=[1, 2])
 
 
 # ---------------------------------------------------------------------------------------------- datasets

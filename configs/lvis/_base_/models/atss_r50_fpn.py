@@ -1,5 +1,6 @@
 # ATSS R50-FPN for LVIS v1 (1203 classes): mmdet 3.3's atss/atss_r50_fpn_1x_coco.py model with the LVIS test
 # settings (tests/lvis checks that they agree). Backbone weights: see models/mask_rcnn_r50_fpn.py.
+_base_ = "./resnet50_imagenet.py"
 num_classes = 1203
 model = dict(
     type="ATSS",

@@ -1,16 +1,18 @@
 # Mask R-CNN R50-FPN for LVIS v1 (1203 classes), the model of mmdet 3.3's
 # lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py (tests/lvis checks that they agree).
 #
-# No weights are downloaded: the backbone starts from init_cfg=None so that the config builds offline. The
-# published numbers start from torchvision's ImageNet ResNet-50 (resnet50-0676ba61.pth, IMAGENET1K_V1, what
-# mmdet's 'torchvision://resnet50' fetches). Put that file at checkpoints/resnet50-0676ba61.pth and either run
-# scripts/lvis/train.sh with PRETRAINED=checkpoints/resnet50-0676ba61.pth, or set
-#   model.backbone.init_cfg = dict(type="Pretrained", checkpoint="checkpoints/resnet50-0676ba61.pth")
+# Backbone weights: the published numbers start from torchvision's ImageNet ResNet-50, the file mmdet's
+# 'torchvision://resnet50' fetches. The backbone keeps init_cfg=None so that the config builds offline, and a
+# full-data run refuses to start until init_cfg points at that file, verified (cytolt.mm.lvis_weights):
+# PRETRAINED=checkpoints/resnet50-0676ba61.pth scripts/lvis/train.sh METHOD GPUS. The file and its digest are in
+# resnet50_imagenet.py.
+_base_ = "./resnet50_imagenet.py"
 num_classes = 1203
-# Sigmoid classifiers in the RoI head start at p = 0.01 per class (detectron2's prior for sigmoid CE) instead of
-# the softmax head's zero bias; the rest is BBoxHead's default init. Used by the sigmoid-loss configs.
-sigmoid_bbox_head_init = [
-    dict(type="Normal", std=0.01, bias_prob=0.01, override=dict(name="fc_cls")),
+# Sigmoid classifiers in the RoI head start at p = 0.01 per class (detectron2's prior for sigmoid CE, the one
+# CenterNet2 / Detic use with the federated loss) instead of the softmax head's zero bias; the rest is BBoxHead's
+# default init. eql_bbox_head_init is the same with p = 0.001, the prior of the EQL / EQLv2 authors' code
+# (ConvFCBBoxHead.init_weights: bias_init_with_prob(0.001), std 0.01, for every sigmoid RoI head).
+_fc_init = [
     dict(type="Normal", std=0.001, override=dict(name="fc_reg")),
     dict(
         type="Xavier",
@@ -18,6 +20,11 @@ sigmoid_bbox_head_init = [
         override=[dict(name="shared_fcs"), dict(name="cls_fcs"), dict(name="reg_fcs")],
     ),
 ]
+sigmoid_bbox_head_init = [
+    dict(type="Normal", std=0.01, bias_prob=0.01, override=dict(name="fc_cls")),
+    *_fc_init,
+]
+eql_bbox_head_init = [dict(type="Normal", std=0.01, bias_prob=0.001, override=dict(name="fc_cls")), *_fc_init]
 model = dict(
     type="MaskRCNN",
     data_preprocessor=dict(

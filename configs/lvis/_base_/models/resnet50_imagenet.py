@@ -1,0 +1,12 @@
+# The ImageNet backbone every published LVIS number here starts from: torchvision's ResNet-50 IMAGENET1K_V1,
+# the file mmdet's 'torchvision://resnet50' resolves to. cytolt.mm.lvis_weights reads this spec: a full-data run
+# refuses to start until model.backbone.init_cfg is dict(type="Pretrained", checkpoint=<this file>) and the file's
+# SHA-256 matches; the mini LVIS set sets required=False.
+backbone_weights = dict(
+    name="resnet50-0676ba61.pth",
+    url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
+    # torch.hub's rule: the file name's hex part is the start of its SHA-256.
+    sha256_prefix="0676ba61",
+    version="torchvision ResNet50_Weights.IMAGENET1K_V1 (mmdet's torchvision://resnet50)",
+    required=True,
+)
