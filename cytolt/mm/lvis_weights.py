@@ -4,8 +4,8 @@ them, the file is verified, and the run folder records which weights it started 
 The published LVIS numbers all start from an ImageNet backbone; a run from a random backbone (frozen stem, BN
 in eval mode, as the recipes have it) cannot approach them. The configs name the expected file in a top-level
 ``backbone_weights`` entry and keep ``model.backbone.init_cfg=None`` so that they build offline;
-``scripts/lvis/train.sh`` (``PRETRAINED=``) or ``--cfg-options model.backbone.init_cfg...`` points the backbone
-at the local file. Both entry points, ``train.sh`` and ``cytolt train``, reach :func:`check_backbone_weights`
+``scripts/lvis/train.sh`` (``PRETRAINED=``) or ``scripts/lvis/lvis_tools.py config --pretrained`` points the
+backbone at the local file. Both entry points, ``train.sh`` and ``cytolt train``, reach :func:`check_backbone_weights`
 through :func:`cytolt.mm.train.train`.
 
 Glossary
@@ -60,8 +60,8 @@ def _fetch_hint(spec: Mapping[str, Any]) -> str:
         f"  file name {spec['name']}, SHA-256 {digest}\n"
         f"  e.g.  mkdir -p checkpoints && curl -L -o checkpoints/{spec['name']} {spec['url']}\n"
         f"then:  PRETRAINED=checkpoints/{spec['name']} scripts/lvis/train.sh METHOD GPUS\n"
-        f"  or:  cytolt train CONFIG --cfg-options model.backbone.init_cfg.type=Pretrained "
-        f"model.backbone.init_cfg.checkpoint=checkpoints/{spec['name']}\n"
+        f"  or:  scripts/lvis/lvis_tools.py config CONFIG --out RUN_CONFIG.py --pretrained checkpoints/{spec['name']}"
+        " && cytolt train RUN_CONFIG.py\n"
         "To train from a random backbone on purpose, pass --allow-random-init (cytolt train; after -- for train.sh)."
     )
 

@@ -149,3 +149,19 @@ def test_train_sh_refuses_without_weights_and_at_another_batch_without_an_lr_rul
     assert "lr 0.02" in done.stdout  # the lr it would have trained with is printed
     run = json.loads((tmp_path / "work" / "rfs_mmdet" / "run.json").read_text())
     assert run["gpus"] == 1 and run["method"] == "rfs_mmdet" and len(run["config_sha256"]) == 64
+
+
+def test_the_suggested_run_config_route_reaches_the_digest_check(tmp_path):
+    """lvis_tools.py config --pretrained (what the error suggests for cytolt train) points init_cfg at the file,
+    and a file that is not torchvision's ResNet-50 is refused by its SHA-256."""
+    from cytolt.mm.train import train
+    from tests.lvis.conftest import load_script
+
+    fake = tmp_path / "resnet50-0676ba61.pth"
+    fake.write_bytes(b"a file with the right name and the wrong bytes")
+    run_config = load_script("lvis_tools").write_run_config(RFS, tmp_path / "run.py", pretrained=fake)
+    assert Config.fromfile(str(run_config)).model.backbone.init_cfg.checkpoint == str(fake)
+    with pytest.raises(
+        BackboneWeightsError, match=f"SHA-256 {hashlib.sha256(fake.read_bytes()).hexdigest()}"
+    ):
+        train(run_config, work_dir=tmp_path / "work")
