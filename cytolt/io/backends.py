@@ -153,9 +153,23 @@ def open_slide(path: str | Path, backend: str = "auto", *, mpp: MppArg = None) -
         raise SlideError(
             path, f"{name} slides are not supported: reading them needs {needs}; convert to OME-TIFF or SVS"
         )
-    if backend == "auto":
-        backend = choose_backend(path)
-    return BACKENDS[backend](path, mpp=mpp)
+    if backend != "auto":
+        return BACKENDS[backend](path, mpp=mpp)
+    backend = choose_backend(path)
+    try:
+        return BACKENDS[backend](path, mpp=mpp)
+    except SlideError as exc:
+        if backend != "openslide":
+            raise
+        # Neither reader opens it: tifffile's reason ("file is truncated: ...") names the damage, OpenSlide's
+        # ("Cannot hash TIFF tiles: Short read ...") rarely does, so the user reads tifffile's first.
+        try:
+            TiffSlide(path).close()
+        except SlideError as tiff_exc:
+            raise SlideError(
+                path, f"{tiff_exc.cause}; OpenSlide cannot open it either ({exc.cause})"
+            ) from exc
+        raise
 
 
 def open_spec(spec: SlideSpec) -> Slide:
