@@ -43,7 +43,9 @@ import click
     help="Let a config that names pretrained backbone weights (configs/lvis) start from a random backbone; "
     "without it such a run refuses to start until the verified file is given.",
 )
-def train(config, work_dir, data_root, cfg_options, resume, launcher, amp, load_from, allow_random_init) -> None:
+def train(
+    config, work_dir, data_root, cfg_options, resume, launcher, amp, load_from, allow_random_init
+) -> None:
     """Train CONFIG (e.g. configs/tct/retinanet_r18_gradlibra.py) on CPU or GPU.
 
     \b
@@ -81,6 +83,6 @@ def train(config, work_dir, data_root, cfg_options, resume, launcher, amp, load_
     if metrics:
         keys = ("AP", "AP50", "APr", "APc", "APf")
         shown = "  ".join(f"{k} {metrics[f'lt/{k}']:.3f}" for k in keys if f"lt/{k}" in metrics)
-        click.echo(f"validation at iteration {metrics.get('step', '?')}: {shown}")
+        click.echo(f"validation at the end of training: {shown}")
     click.echo(f"run folder: {out}")
     click.echo(f"export for screening: cytolt export-model {out} MODEL_DIR")

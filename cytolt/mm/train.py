@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.hooks import Hook
 
 from cytolt import __version__
 from cytolt.category_stats import coco_category_stats
@@ -172,8 +173,27 @@ def train(
     if weights is not None:
         write_weights_record(cfg.work_dir, weights)
     runner = Runner.from_cfg(cfg)
+    runner.register_hook(_ValMetricsFile(Path(cfg.work_dir) / VAL_METRICS), priority="LOWEST")
     runner.train()
     return Path(cfg.work_dir)
+
+
+VAL_METRICS = "val_metrics.json"
+
+
+class _ValMetricsFile(Hook):
+    """Writes each validation's metrics to one file of the work dir: mmengine's own scalars go wherever the
+    process's first visualizer was made, which in a process that trains twice is the first run's folder."""
+
+    priority = "LOWEST"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def after_val_epoch(self, runner: Any, metrics: Mapping[str, float] | None = None) -> None:
+        if metrics:
+            row = {k: float(v) for k, v in metrics.items()}
+            self.path.write_text(json.dumps({"iter": int(runner.iter), **row}) + "\n")
 
 
 def _checkpoint_of_model_folder(path: str | Path, cfg: Config, work_dir: Path) -> Path:
@@ -199,8 +219,11 @@ def _checkpoint_of_model_folder(path: str | Path, cfg: Config, work_dir: Path) -
 
 
 def last_val_metrics(work_dir: str | Path) -> dict[str, float]:
-    """The last validation metrics mmengine logged in ``work_dir`` (its newest ``vis_data/scalars.json``), with
-    the iteration as ``step``; empty when no validation ran."""
+    """The last validation metrics of a run in ``work_dir`` (``val_metrics.json``, else the newest
+    ``vis_data/scalars.json`` mmengine wrote), with the iteration as ``iter``; empty when no validation ran."""
+    written = Path(work_dir) / VAL_METRICS
+    if written.is_file():
+        return json.loads(written.read_text())
     logs = sorted(Path(work_dir).glob("*/vis_data/scalars.json"), key=lambda p: p.stat().st_mtime)
     if not logs:
         return {}

@@ -66,3 +66,15 @@ def test_a_broken_annotation_file_fails_in_seconds_naming_file_and_entry(tmp_pat
         in result.output
     )
     assert not (tmp_path / "run").exists() or not list((tmp_path / "run").rglob("*.pth"))
+
+
+@pytest.mark.slow
+def test_two_trainings_in_one_process_each_report_their_own_validation(tmp_path):
+    from cytolt.mm.train import last_val_metrics, train
+
+    data = write_plain_coco(tmp_path / "lab_coco", images=8)
+    config = ROOT / "configs/tct/retinanet_r18_focal.py"
+    runs = [train(config, work_dir=tmp_path / f"run{k}", data_root=data, cfg_options=FEW) for k in range(2)]
+    for run in runs:
+        metrics = last_val_metrics(run)
+        assert metrics["iter"] == 4 and {"lt/AP", "lt/APr", "lt/APc", "lt/APf"} <= set(metrics)
