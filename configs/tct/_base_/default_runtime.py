@@ -4,7 +4,8 @@ default_hooks = dict(
     logger=dict(type="LoggerHook", interval=50),
     param_scheduler=dict(type="ParamSchedulerHook"),
     checkpoint=dict(type="CheckpointHook", interval=500, by_epoch=False, max_keep_ckpts=2, save_last=True),
-    sampler_seed=dict(type="SamplerSeedHook"),  # DistSamplerSeedHook + cytolt samplers endless in iteration loops
+    # DistSamplerSeedHook + cytolt samplers made endless in iteration loops (no 2 s stall between passes)
+    sampler_seed=dict(type="SamplerSeedHook"),
     visualization=dict(type="DetVisualizationHook"),
 )
 env_cfg = dict(
