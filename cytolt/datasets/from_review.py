@@ -192,6 +192,16 @@ def review_dataset(
     labelled = {name: [int(v) for v in rb.labels if v >= 0] for name, rb in per_slide.items()}
     assignment = split_slides(labelled, fractions, seed=seed)
     active = [s for s, f in zip(SPLIT_NAMES, fractions, strict=True) if f > 0]
+    # Everything knowable before cutting patches is checked first: each slide file is found, each split has boxes.
+    paths = {name: run.locate_slide(rb.path) for name, rb in per_slide.items()}
+    missing = [str(per_slide[name].path) for name, path in paths.items() if path is None]
+    if missing:
+        raise FileNotFoundError(f"slides of {run.path} not found (moved?): {missing}")
+    for s in active:
+        if not any(labelled[name] for name in assignment[s]):
+            raise AnnotationError(
+                out / f"annotations_{s}.json", "", f"empty split: slides {assignment[s]} give no box"
+            )
     (out / "images").mkdir(parents=True, exist_ok=True)
     records: dict[str, tuple[list, list]] = {s: ([], []) for s in active}
     negatives_only = dict.fromkeys(active, 0)
@@ -200,10 +210,7 @@ def review_dataset(
     for s in active:
         for name in assignment[s]:
             rb = per_slide[name]
-            path = run.locate_slide(rb.path)
-            if path is None:
-                raise FileNotFoundError(f"slide {rb.path} of {run.path} not found (moved?)")
-            with open_slide(path, mpp=rb.mpp) as slide:
+            with open_slide(paths[name], mpp=rb.mpp) as slide:
                 for n, window in enumerate(
                     cover_windows(slide, rb.boxes[rb.reviewed], mpp_out=mpp, size=size)
                 ):
