@@ -30,7 +30,7 @@ def test_every_planned_run_has_a_config_and_a_unique_name():
     assert sum(r.method in grid.ABLATION for r in runs) == 7 * 3
 
 
-def test_order_is_retinanet_row_then_ablation_then_other_detectors():
+def test_order_is_retinanet_rows_then_ablation_then_other_detectors():
     grid = _script()
     names = [r.name for r in grid.plan()]
     assert names[:5] == [
@@ -41,7 +41,8 @@ def test_order_is_retinanet_row_then_ablation_then_other_detectors():
         "retinanet_gradlibra_copypaste_s0",
     ]
     assert names[5] == "retinanet_ce_s1"
-    assert names[15].startswith("retinanet_gl_")
+    assert [n.rsplit("_", 1)[0] for n in names[15:18]] == ["retinanet_gol", "retinanet_iif", "retinanet_pcb"]
+    assert names[24].startswith("retinanet_gl_")
     assert names.index("reppoints_focal_s0") > max(
         i for i, n in enumerate(names) if n.startswith("retinanet_gl_")
     )
