@@ -47,7 +47,7 @@ THREADS = 1  # OMP_NUM_THREADS=1: on 2 shared cores, two threads per run wait on
 SEEDS = (0, 1, 2)
 N_RESAMPLES = 1000
 RESAMPLE_SEED = 0
-# RetinaNet first (its row, then the ablation), then the four detectors of the Grad-Libra paper.
+# RetinaNet first (its row, the other methods' rows, then the ablation), then the four detectors of the Grad-Libra paper.
 DETECTORS = {
     "retinanet": "RetinaNet",
     "reppoints": "RepPoints",
