@@ -13,6 +13,7 @@ from torch import nn
 
 from cytolt.losses.balanced_bce import BalancedBCELoss, balanced_bce_loss
 from cytolt.losses.cdb import CDBLoss, cdb_cross_entropy, cdb_sigmoid_loss, cdb_weights, dynamic_tau
+from cytolt.losses.distribution_balanced import DistributionBalancedLoss, distribution_balanced_loss
 from cytolt.losses.efl import EqualizedFocalLoss, equalized_focal_loss
 from cytolt.losses.eql import EQLLoss, equalization_loss
 from cytolt.losses.eqlv2 import EQLv2Loss, eqlv2_loss, eqlv2_weights
@@ -34,6 +35,7 @@ LOSSES: dict[str, type[nn.Module]] = {
     "FederatedLoss": FederatedLoss,
     "BalancedBCELoss": BalancedBCELoss,
     "LogitAdjustedLoss": LogitAdjustedLoss,
+    "DistributionBalancedLoss": DistributionBalancedLoss,
 }
 
 
@@ -49,6 +51,7 @@ __all__ = [
     "LOSSES",
     "BalancedBCELoss",
     "CDBLoss",
+    "DistributionBalancedLoss",
     "EQLLoss",
     "EQLv2Loss",
     "EqualizedFocalLoss",
@@ -61,6 +64,7 @@ __all__ = [
     "cdb_cross_entropy",
     "cdb_sigmoid_loss",
     "cdb_weights",
+    "distribution_balanced_loss",
     "dynamic_tau",
     "equalization_loss",
     "equalized_focal_loss",

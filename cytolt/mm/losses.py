@@ -88,6 +88,10 @@ class BalancedBCELoss(_SigmoidLossConfig, _losses.BalancedBCELoss):
     """``cytolt.losses.BalancedBCELoss`` for mmdet configs."""
 
 
+class DistributionBalancedLoss(_SigmoidLossConfig, _losses.DistributionBalancedLoss):
+    """``cytolt.losses.DistributionBalancedLoss`` for mmdet configs."""
+
+
 class CDBLoss(_losses.CDBLoss):
     """``cytolt.losses.CDBLoss`` for mmdet configs; ``use_sigmoid`` picks the sigmoid or softmax variant."""
 
@@ -162,6 +166,7 @@ ADAPTERS: dict[str, type[nn.Module]] = {
     "FederatedLoss": FederatedLoss,
     "BalancedBCELoss": BalancedBCELoss,
     "LogitAdjustedLoss": LogitAdjustedLoss,
+    "DistributionBalancedLoss": DistributionBalancedLoss,
 }
 
 
@@ -190,6 +195,7 @@ __all__ = [
     "RENAMED",
     "BalancedBCELoss",
     "CDBLoss",
+    "DistributionBalancedLoss",
     "EQLLoss",
     "EQLv2Loss",
     "EqualizedFocalLoss",

@@ -24,6 +24,7 @@ CASES: dict[str, tuple[dict, int]] = {
     "FederatedLoss": ({"image_count": [10, 5, 1], "num_sample_classes": 2}, C),
     "BalancedBCELoss": ({"class_prior": [0.1, 0.05, 0.01]}, C),
     "LogitAdjustedLoss": ({"class_prior": [0.6, 0.3, 0.1]}, C + 1),
+    "DistributionBalancedLoss": ({"class_freq": [10, 5, 1], "num_samples": 12}, C),
 }
 
 

@@ -36,6 +36,7 @@ CONFIGS: dict[str, dict] = {
     "FederatedLoss": dict(use_sigmoid=True, image_count=[60, 30, 1], num_sample_classes=2),
     "BalancedBCELoss": dict(use_sigmoid=True, class_prior=[0.01, 0.005, 0.001]),
     "LogitAdjustedLoss": dict(use_sigmoid=False, class_prior=[0.6, 0.3, 0.1]),
+    "DistributionBalancedLoss": dict(use_sigmoid=True, class_freq=[60, 30, 1], num_samples=80),
 }
 
 
