@@ -10,7 +10,8 @@ through :func:`cytolt.mm.train.train`.
 
 Glossary
     weights spec   the config's ``backbone_weights`` dict: ``name`` (file name), ``url``, ``sha256_prefix``,
-                   ``version``, optional ``sha256`` (full digest) and ``required`` (False on the mini LVIS set).
+                   ``version``, optional ``sha256`` (full digest), ``bytes`` (file size) and ``required``
+                   (False on the mini LVIS set).
     sha256_prefix  torch.hub's file-name rule: the hex part of ``resnet50-0676ba61.pth`` is the first 8
                    characters of the file's SHA-256, which ``torch.hub`` checks on download.
 """
@@ -104,6 +105,12 @@ def check_backbone_weights(cfg: Any, *, allow_random_init: bool = False) -> dict
     path = Path(checkpoint)
     if not path.is_file():
         raise BackboneWeightsError(f"{path}: backbone weights not found.\n{_fetch_hint(spec)}")
+    size = path.stat().st_size
+    if spec.get("bytes") and size != spec["bytes"]:  # a truncated download, said before hashing 100 MB
+        raise BackboneWeightsError(
+            f"{path}: {size:,} bytes where {spec['name']} has {spec['bytes']:,}; the file is another or a "
+            f"truncated download.\n{_fetch_hint(spec)}"
+        )
     digest = file_sha256(path)
     expected = spec.get("sha256")
     if not digest.startswith(spec["sha256_prefix"]) or (expected and digest != expected):

@@ -80,6 +80,10 @@ def test_remote_missing_and_wrong_files_are_refused(tmp_path, weights_file):
         check_backbone_weights(_cfg(str(path), sha256_prefix=wrong_prefix), allow_random_init=True)
     with pytest.raises(BackboneWeightsError, match="truncated"):  # prefix right, full digest wrong
         check_backbone_weights(_cfg(str(path), sha256_prefix=digest[:8], sha256="f" * 64))
+    size = path.stat().st_size
+    with pytest.raises(BackboneWeightsError, match=f"{size:,} bytes where w-abcd.pth has {size + 1:,}"):
+        check_backbone_weights(_cfg(str(path), sha256_prefix=digest[:8], sha256=digest, bytes=size + 1))
+    assert check_backbone_weights(_cfg(str(path), sha256_prefix=digest[:8], sha256=digest, bytes=size))
 
 
 def test_a_verified_file_is_recorded_in_the_run_folder(tmp_path, weights_file, monkeypatch):
@@ -96,11 +100,13 @@ def test_a_verified_file_is_recorded_in_the_run_folder(tmp_path, weights_file, m
 def test_every_lvis_config_names_torchvisions_resnet50():
     for path in sorted((ROOT / "configs" / "lvis").glob("*.py")):
         spec = Config.fromfile(str(path)).backbone_weights
-        assert (spec.name, spec.sha256_prefix, spec.required) == (
+        assert (spec.name, spec.sha256_prefix, spec.required, spec.bytes) == (
             "resnet50-0676ba61.pth",
             "0676ba61",
             True,
+            102_530_333,
         ), path
+        assert len(spec.sha256) == 64 and spec.sha256.startswith(spec.sha256_prefix), path
 
 
 # ---------------------------------------------------------------------------------------------- entry points
@@ -151,9 +157,9 @@ def test_train_sh_refuses_without_weights_and_at_another_batch_without_an_lr_rul
     assert run["gpus"] == 1 and run["method"] == "rfs_mmdet" and len(run["config_sha256"]) == 64
 
 
-def test_the_suggested_run_config_route_reaches_the_digest_check(tmp_path):
+def test_the_suggested_run_config_route_reaches_the_file_check(tmp_path):
     """lvis_tools.py config --pretrained (what the error suggests for cytolt train) points init_cfg at the file,
-    and a file that is not torchvision's ResNet-50 is refused by its SHA-256."""
+    and a file that is not torchvision's ResNet-50 is refused (by its size, checked before its SHA-256)."""
     from cytolt.mm.train import train
     from tests.lvis.conftest import load_script
 
@@ -161,7 +167,5 @@ def test_the_suggested_run_config_route_reaches_the_digest_check(tmp_path):
     fake.write_bytes(b"a file with the right name and the wrong bytes")
     run_config = load_script("lvis_tools").write_run_config(RFS, tmp_path / "run.py", pretrained=fake)
     assert Config.fromfile(str(run_config)).model.backbone.init_cfg.checkpoint == str(fake)
-    with pytest.raises(
-        BackboneWeightsError, match=f"SHA-256 {hashlib.sha256(fake.read_bytes()).hexdigest()}"
-    ):
+    with pytest.raises(BackboneWeightsError, match="bytes where resnet50-0676ba61.pth has 102,530,333"):
         train(run_config, work_dir=tmp_path / "work")
