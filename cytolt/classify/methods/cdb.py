@@ -3,7 +3,7 @@
 Based Methods for Long-Tailed Visual Recognition", IJCV 2022).
 
 Difficulty ``d_c = 1 - A_c``, ``A_c`` the recall of class ``c`` on a held-out part of the training crops, is
-re-measured after every epoch (K = 1, the paper's setting) and drives both the loss weights (CDB-W,
+re-measured every K epochs (``options["cdb_every"]``, 1: the paper's setting) and drives both the loss weights (CDB-W,
 :class:`cytolt.losses.cdb.CDBLoss`, softmax cross-entropy weighted ``w[y] = d_y^tau`` normalised to mean 1) and the
 sampler (CDB-S, :class:`cytolt.samplers.CDBSampler`, a crop drawn with probability proportional to its class's
 weight); tau (``options["cdb_tau"]``) is the paper's dynamic ``2 sigmoid(max A / (min A + 0.01) - 1)``. Before the first measurement both
@@ -21,6 +21,7 @@ from torch import nn
 
 from cytolt.classify.methods.spec import MethodContext, MethodSpec
 from cytolt.losses.cdb import CDBLoss
+from cytolt.samplers import CDBSampler
 
 __all__ = ["CDB", "CDB_TAU", "HELD_OUT"]
 
@@ -35,7 +36,9 @@ def _loss(ctx: MethodContext) -> nn.Module:
 
 def _epoch_end(ctx: MethodContext, epoch: int) -> dict:
     if ctx.difficulty is None:
-        raise RuntimeError("cdb: the loop measured no difficulty (the method needs the 'cdb' sampler)")
+        if not isinstance(ctx.sampler, CDBSampler):
+            raise RuntimeError("cdb: the loop measured no difficulty (the method needs the 'cdb' sampler)")
+        return {}  # not measured yet (options["cdb_every"] > 1): the weights stay uniform
     weights = ctx.loss.set_difficulty(ctx.difficulty)
     return {"cdb_weights": [round(float(w), 4) for w in weights]}
 

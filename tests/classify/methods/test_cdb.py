@@ -8,6 +8,7 @@ import torch
 
 from cytolt.classify.methods.cdb import CDB
 from cytolt.losses.cdb import CDBLoss, cdb_weights
+from cytolt.samplers import CDBSampler
 from tests.classify.methods import tiny_context
 
 
@@ -36,3 +37,7 @@ def test_a_fixed_tau_and_the_missing_measurement() -> None:
     ctx.difficulty = None
     with pytest.raises(RuntimeError, match="measured no difficulty"):
         CDB.epoch_end(ctx, 1)
+    # with the CDB sampler but no measurement yet (cdb_every > 1) the weights stay as they are
+    ctx.sampler = CDBSampler([{0}, {1}, {2}], num_classes=3)
+    before = ctx.loss.class_weights.clone()
+    assert CDB.epoch_end(ctx, 0) == {} and torch.equal(ctx.loss.class_weights, before)
