@@ -3,6 +3,7 @@
     .venv/bin/python scripts/screening_study.py                  # CPU default: 320 test + 60 calibration slides
     .venv/bin/python scripts/screening_study.py --large --device cuda        # full-size slides (a GPU job)
     .venv/bin/python scripts/screening_study.py --model runs/my_model        # another exported model folder
+    .venv/bin/python scripts/screening_study.py --classifier runs/cells      # with the second stage (issue 20)
 
 What it does (issue 16, item 4), each step reused when its output is already there:
 
@@ -21,6 +22,12 @@ What it does (issue 16, item 4), each step reused when its output is already the
    (bootstrap 95 % interval), the confusion of interpretations, the gallery hit rate at 10 and 30 review items,
    the triage fraction, and the cost (slides per hour, seconds per slide, review items per slide).
    Written to OUT/screening.md, OUT/screening.json, OUT/screening_roc.png and OUT/screening_kinds.png.
+
+With ``--classifier MODEL`` (a ``cytolt classify train`` folder) both cohorts are screened with the second stage
+(``ScreenSettings.classifier``: the calibration cohort too, so the scorer is fit on the scores it will see), into
+run folders of their own (``*_run_<classifier>_<top n>_<combine>``, so the run without it stays resumable), and
+the page and json go to OUT/screening_classifier/ unless --out is given; screening.json then holds the stage
+(``setup.second_stage``) and each slide's ``second_stage`` (cells re-scored, classes changed, seconds).
 
 Report fields read (each with .get, so older reports work): status, error, score.category, score.slide_score,
 score.counts, adequacy (else score.adequacy: status, reasons, kept whole per slide), interpretation.bethesda,
@@ -230,13 +237,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=ROOT / "work_dirs" / "screening_study",
         help="slides, model copy and run folders go to WORK_ROOT/<size>px (kept for --resume and inspection)",
     )
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "results", help="where the page and plots go")
+    p.add_argument(
+        "--classifier",
+        type=Path,
+        default=None,
+        help="screen with the second stage: a cell classifier's folder (cytolt classify train)",
+    )
+    p.add_argument(
+        "--classifier-top-n", type=int, default=None, help="cells per slide it re-scores (default: cytolt's)"
+    )
+    p.add_argument(
+        "--classifier-combine", choices=("replace", "mean"), default="replace", help="how its scores combine"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where the page and plots go (default docs/results, docs/results/screening_classifier with "
+        "--classifier)",
+    )
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the AUC interval")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     if args.large and args.slide_size is not None:
         p.error("--large sets the slide size; give one of --large and --slide-size")
     args.slide_size = args.slide_size or (LARGE_SIZE if args.large else DEFAULT_SIZE)
+    if args.out is None:
+        args.out = ROOT / "docs" / "results" / ("screening_classifier" if args.classifier else "")
+    if args.classifier_top_n is not None and args.classifier_top_n < 1:
+        p.error("--classifier-top-n must be >= 1")
     for name in ("test_slides", "calibration_slides", "threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -437,7 +466,16 @@ def called(report: dict[str, Any]) -> dict[str, Any]:
         "slide_score": float(score.get("slide_score") or 0.0),
         "seconds": float((report.get("timings") or {}).get("total") or 0.0),
         "timings": report.get("timings") or {},
+        "second_stage": second_stage_summary(report),
     }
+
+
+def second_stage_summary(report: dict[str, Any]) -> dict[str, Any] | None:
+    """A slide's second stage from its report: cells re-scored, classes changed, seconds (None without one)."""
+    block = report.get("second_stage")
+    if not block:
+        return None
+    return {k: block.get(k) for k in ("cells_rescored", "labels_changed", "seconds")}
 
 
 def reason_kind(reason: str) -> str:
@@ -675,6 +713,19 @@ def write_markdown(path: Path, study: dict[str, Any]) -> None:
         f"{100 * setup['calibration']['accuracy']:.0f} % of calibration slides called right after the fit, "
         f"{100 * setup['calibration']['accuracy_before']:.0f} % with the default thresholds).",
         "",
+    ]
+    stage = setup.get("second_stage")
+    if stage:
+        per_slide = [r["second_stage"] for r in study["slides"] if r.get("second_stage")]
+        seconds = _median(s.get("seconds") for s in per_slide)
+        lines += [
+            f"Second stage: the cell classifier `{stage['classifier']}` re-scored the top {stage['top_n']} cells "
+            f"of each slide (combine `{stage['combine']}`), both cohorts"
+            + (f"; median {seconds:.2f} s per slide" if seconds is not None else "")
+            + ".",
+            "",
+        ]
+    lines += [
         "Adequacy rules after the fit: "
         + (
             ", ".join(f"`{k}` {v}" for k, v in (setup["calibration"]["adequacy_rules"] or {}).items())
@@ -875,11 +926,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     times_file.write_text(json.dumps(times, indent=1))
     new_times = [v for k, v in times.items() if k not in before]
 
-    settings = ScreenSettings(device=args.device, read_threads=args.read_threads, html=args.html)
+    stage: dict[str, Any] = {}
+    if args.classifier is not None:
+        stage = {"classifier": args.classifier, "classifier_combine": args.classifier_combine}
+        if args.classifier_top_n is not None:
+            stage["classifier_top_n"] = args.classifier_top_n
+    settings = ScreenSettings(device=args.device, read_threads=args.read_threads, html=args.html, **stage)
+    # a run folder per second stage, so the runs with and without one are both kept (and resumable)
+    tag = (
+        ""
+        if settings.classifier is None
+        else f"_{slug(Path(settings.classifier).name)}_{settings.classifier_top_n}_{settings.classifier_combine}"
+    )
     source = source_model(args)
     model = model_copy(source, work / "model")
-    fit = calibrate(model, calib, work / "calibration_run", dataclasses.replace(settings, html=False))
-    summary, wall = screen(model, test, work / "test_run", settings, quiet=args.quiet)
+    fit = calibrate(model, calib, work / f"calibration_run{tag}", dataclasses.replace(settings, html=False))
+    summary, wall = screen(model, test, work / f"test_run{tag}", settings, quiet=args.quiet)
     recs = records(test, summary)
     figs = figures(recs, n_boot=args.n_boot)
     study = {
@@ -893,6 +955,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "model": str(source.relative_to(ROOT) if source.is_relative_to(ROOT) else source),
             "calibration": {k: fit[k] for k in ("accuracy", "accuracy_before", "seconds", "adequacy_rules")},
             "n_boot": args.n_boot,
+            "second_stage": None
+            if settings.classifier is None
+            else {
+                "classifier": str(args.classifier),
+                "identity": settings.classifier_identity,
+                "top_n": settings.classifier_top_n,
+                "combine": settings.classifier_combine,
+            },
             "kinds_test": dict(Counter(s.kind.name for s in test)),
             "kinds_calibration": dict(Counter(s.kind.name for s in calib)),
         },

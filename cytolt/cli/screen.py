@@ -1,8 +1,8 @@
 """``cytolt screen``: screen whole slides with an exported model (library: :func:`cytolt.screen.screen_slides`).
 
 Exit codes (``EXIT_*``): 0 every slide screened; 3 some slides failed (each recorded in run.sqlite, its report
-and summary.csv, and named on stderr); 2 a usage error (bad option, not a model folder, an input that names no
-slide); 130 interrupted by Ctrl-C (finished slides kept; rerun with --resume); 1 anything else.
+and summary.csv, and named on stderr); 2 a usage error (bad option, not a model folder, a classifier folder that
+does not load or whose classes are not the model's, an input that names no slide); 130 interrupted by Ctrl-C (finished slides kept; rerun with --resume); 1 anything else.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 # Kept here (not imported from cytolt.screen) so that `cytolt screen --help` imports nothing heavy.
 MERGE_CHOICES = ("nms", "wbf")
+COMBINE_CHOICES = ("replace", "mean")  # cytolt.screen.settings.COMBINE_METHODS
+DEFAULT_TOP_N = 200  # cytolt.screen.settings.DEFAULT_TOP_N
 EXIT_SOME_FAILED = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C'd command
 
@@ -38,8 +40,9 @@ Exit codes:
   0    every slide was screened
   3    some slides failed (unreadable, truncated, unsupported, timed out,
        crashed); each is in summary.csv and run.sqlite with its error
-  2    usage error (bad option, --model not a model folder, an input
-       that names no slide)
+  2    usage error (bad option, --model not a model folder, --classifier
+       not a classifier folder or with other classes than the model, an
+       input that names no slide)
   130  interrupted (Ctrl-C): finished slides are kept; rerun with --resume
   1    anything else
 
@@ -55,6 +58,14 @@ cellular area, too few well-visualised squamous cells (--min-squamous),
 mostly out of focus or with unreadable tiles is "Unsatisfactory" (with the
 reasons), never NILM, and its abnormal cells are still listed. Such a slide
 counts as done (exit 0), not failed.
+
+\b
+--classifier MODEL adds a second stage: a cell classifier (a folder from
+`cytolt classify train`, with the model's class table) re-scores the
+--classifier-top-n most suspicious cells of each slide on crops read at
+its own resolution, before the slide call; report.json and report.html
+show both scores. It costs one crop read and one classifier pass per
+re-scored cell: report.json's timings["classify"] gives the seconds.
 
 \b
 --workers N screens on a Dask LocalCluster of N processes (one GPU each
@@ -170,6 +181,29 @@ one task; only this process writes RUN_DIR.
     help="After each slide, also write its detections into its folder as `cytolt export` does: geojson "
     "(detections.geojson for QuPath), csv, coco; repeat or comma-separate.",
 )
+@click.option(
+    "--classifier",
+    "classifier_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Second stage: a cell classifier's folder (`cytolt classify train`) that re-scores the top cells of "
+    "each slide (see above). Checked before the first slide: its classes must be the model's.",
+)
+@click.option(
+    "--classifier-top-n",
+    type=click.IntRange(min=1),
+    default=DEFAULT_TOP_N,
+    show_default=True,
+    help="Cells per slide the classifier re-scores, most suspicious first (abnormal probability).",
+)
+@click.option(
+    "--classifier-combine",
+    type=click.Choice(COMBINE_CHOICES),
+    default="replace",
+    show_default=True,
+    help="replace: the classifier's probabilities become the cell's; mean: the mean of detector's and "
+    "classifier's.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars and no line per slide.")
 def screen(
     inputs: tuple[str, ...],
@@ -190,6 +224,9 @@ def screen(
     min_squamous_cells: int | None,
     slide_mpp: float | None,
     export_formats: tuple[str, ...],
+    classifier_dir: Path | None,
+    classifier_top_n: int,
+    classifier_combine: str,
     quiet: bool,
 ) -> None:
     from cytolt.detect import ModelFolder
@@ -213,9 +250,14 @@ def screen(
             timeout=timeout,
             min_squamous_cells=min_squamous_cells,
             slide_mpp=slide_mpp,
+            classifier=classifier_dir,
+            classifier_top_n=classifier_top_n,
+            classifier_combine=classifier_combine,
         )
+        settings.for_model(model.info)  # the classifier's class table against the model's
     except InvalidSetting as exc:
         raise click.BadParameter(str(exc), param_hint="--" + exc.field.replace("_", "-")) from None
+    _load_classifier(settings.for_model(model.info))
     if dask_workers is not None and scheduler is not None:
         raise click.UsageError(
             "give --workers (a local Dask cluster) or --scheduler (a running one), not both"
@@ -371,6 +413,17 @@ def _final_line(summary: RunSummary, run_dir: Path) -> None:
     click.echo(
         f"{n} slide{'s' * (n != 1)}: {done}, {failed} failed; summary: {RunFolder(run_dir).summary_path}"
     )
+
+
+def _load_classifier(settings: ScreenSettings) -> None:
+    """Load the second stage's classifier now (it is kept for the run), so one that does not load is a usage
+    error naming its folder before any slide is read."""
+    from cytolt.screen.second_stage import load_second_stage
+
+    try:
+        load_second_stage(settings)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise click.BadParameter(f"{settings.classifier}: {exc}", param_hint="--classifier") from None
 
 
 def _has_dask() -> bool:

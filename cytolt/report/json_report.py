@@ -95,14 +95,24 @@ def slide_report(
     # The keys run.sqlite gives these detections (same order, same rounding), so cells can be looked up there.
     keys = detection_keys(boxes, labels) if len(labels) else []
 
+    rescored = result.second_stage
+    rows = {} if rescored is None else rescored.rows()
+
     def cell(i: int, score: float | None = None, label: int | None = None) -> dict[str, Any]:
         lab = int(labels[i]) if label is None else int(label)
-        return {
+        out = {
             "key": keys[i],
             "class": names[lab],
             "score": _prob(scores[i] if score is None else score),
             "box": [round(float(v), 2) for v in boxes[i]],
         }
+        j = rows.get(i)
+        if j is not None:  # both scores of a re-scored cell, at the class it is shown as
+            assert rescored is not None
+            out["detector_score"] = _prob(rescored.detector_scores[j, lab])
+            out["classifier_score"] = _prob(rescored.classifier_scores[j, lab])
+            out["detector_class"] = names[int(rescored.detector_scores[j].argmax())]
+        return out
 
     score = result.score
     if score is not None:
@@ -168,6 +178,9 @@ def slide_report(
         "score_histogram": {"edges": [round(float(e), 4) for e in edges], "counts": histogram},
         "timings": {k: float(v) for k, v in result.timings.items()},
         "model": {"name": result.model_name, "classes": names, "colors": [list(c) for c in palette]},
+        "second_stage": None
+        if rescored is None
+        else rescored.to_dict(keys, seconds=result.timings.get("classify")),
     }
     validate_report(report)
     return report

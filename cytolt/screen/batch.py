@@ -19,6 +19,14 @@ Resume (``resume=True``): a slide is skipped when its store row says ``done``, i
 (:meth:`ScreenSettings.identity`). Its result is rebuilt from the store (detections, timings; counts and score
 recomputed, the tile grid measured again). Every other slide (pending, running, failed, changed) is screened
 again; ``replace_detections`` replaces its detections in one transaction, so nothing is ever duplicated.
+
+Second stage (``ScreenSettings.classifier``): the classifier's identity, top n and combination are part of the
+settings' identity, so another classifier screens every slide again. The store holds the re-scored cells; the
+detector's own probabilities of the re-scored cells live in the slide's report.json (``second_stage.cells``),
+from which a kept slide's :class:`~cytolt.screen.second_stage.Rescored` is rebuilt (a slide whose report lacks
+them is screened again). In this process the classifier is loaded before the first slide, so one that does
+not load stops the run at once; Dask workers load it from the folder (it must be visible to them, as the
+model folder is).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,12 +53,14 @@ from cytolt.screen.engine import (
 )
 from cytolt.screen.executors import Executor, GivenDetector, LocalExecutor, SlideJob, SlideStarted, load_model
 from cytolt.screen.recorder import RunCallbacks, RunRecorder, RunSummary
+from cytolt.screen.second_stage import Rescored, load_second_stage
 from cytolt.screen.settings import ScreenSettings
 from cytolt.store.run_folder import RunFolder
+from cytolt.store.store import detection_keys
 
 if TYPE_CHECKING:
     from cytolt.aggregate import SlideScorer
-    from cytolt.detect import Detector, ModelInfo
+    from cytolt.detect import Detections, Detector, ModelInfo
     from cytolt.store import DetectionStore
 
 __all__ = ["RunSummary", "ScreeningInterrupted", "screen_slides"]
@@ -91,7 +102,8 @@ def screen_slides(
         model: a model folder (``cytolt export-model``), or a detector object (in this process only; its
             identity for ``resume`` is weaker: its class and ``info.path``).
         run_dir: the run folder, created if missing; an existing ``run.sqlite`` is added to (reviews kept).
-        settings: how to screen (default ``ScreenSettings()``).
+        settings: how to screen (default ``ScreenSettings()``); ``settings.classifier`` adds the second stage
+            (checked against the model's classes, and loaded when in this process, before any slide).
         scorer: slide scoring; default the model folder's ``scorer.json`` if there, else
             :func:`~cytolt.screen.engine.default_scorer`.
         executor: where slides are screened (default :class:`LocalExecutor`, this process);
@@ -101,7 +113,8 @@ def screen_slides(
 
     Raises:
         ScreeningInterrupted: Ctrl-C; what finished is kept.
-        ValueError: a detector object with an executor that is not in-process.
+        ValueError: a detector object with an executor that is not in-process; a classifier whose classes
+            are not the model's (:class:`~cytolt.screen.settings.InvalidSetting`).
     """
     from cytolt.store import DetectionStore
 
@@ -120,6 +133,8 @@ def screen_slides(
         identity, factory = f"detector:{type(model).__name__}:{info.path}", GivenDetector(model)
         scorer = scorer or default_scorer(info)
     settings = settings.for_model(info)
+    if executor.in_process:
+        load_second_stage(settings)  # a classifier that does not load stops the run before its first slide
     if scorer is not None and settings.min_squamous_cells is not None:
         scorer = copy.copy(scorer)  # the caller's scorer (or the model's) is left as it was
         scorer.adequacy = dataclasses.replace(scorer.adequacy, min_squamous_cells=settings.min_squamous_cells)
@@ -179,7 +194,8 @@ def _resume(
     runs = {r["id"]: _result_key(r["model_hash"], r["params"]) for r in store.runs()}
     todo = []
     for i, path in enumerate(recorder.slides):
-        kept = _stored_result(store, path, runs, key, recorder.model, settings, scorer)
+        report = recorder.run.report_path(recorder.folders[i])
+        kept = _stored_result(store, path, runs, key, recorder.model, settings, scorer, report)
         if kept is None:
             todo.append(i)
         else:
@@ -202,8 +218,12 @@ def _stored_result(
     info: ModelInfo,
     settings: ScreenSettings,
     scorer: SlideScorer | None,
+    report: Path,
 ) -> SlideResult | None:
-    """The result of a slide the store holds finished by an equivalent run, rebuilt; None to screen it again."""
+    """The result of a slide the store holds finished by an equivalent run, rebuilt; None to screen it again.
+
+    ``report``: the slide's report.json, where a second stage's per-cell scores are read back from.
+    """
     sid = store.find_slide(path)
     if sid is None or key is None:
         return None
@@ -222,6 +242,11 @@ def _stored_result(
     except SlideError:
         return None
     dets, _ = store.query(sid)  # score order, ties in insertion order: the order screen_slide returned
+    rescored = None
+    if settings.classifier is not None:
+        rescored = _stored_rescored(report, dets)
+        if rescored is None:
+            return None
     quality = SlideQuality(*store.tiles(sid))
     return SlideResult(
         path=path,
@@ -243,4 +268,21 @@ def _stored_result(
         slide_id=sid,
         vendor=vendor,
         backend=backend,
+        second_stage=rescored,
     )
+
+
+def _stored_rescored(report: Path, dets: Detections) -> Rescored | None:
+    """The second stage's record of a kept slide from its report.json; None when it cannot be read back."""
+    try:
+        block = json.loads(report.read_text()).get("second_stage")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(block, dict):
+        return None
+    arr = dets.numpy()
+    keys = detection_keys(arr["boxes"], arr["labels"]) if len(dets) else []
+    try:
+        return Rescored.from_dict(block, keys)
+    except ValueError:
+        return None

@@ -17,7 +17,12 @@ Glossary (the settings' own words are in :mod:`cytolt.screen.settings`):
   ``read`` (time the loop waited for tiles: the reading the prefetch threads could not hide), ``focus`` (each
   tile's sharpness, :mod:`cytolt.io.focus`), ``model`` (inside
   ``detector.predict``, outputs moved to the CPU), ``merge`` (tile boxes to level 0, cross-tile merging),
-  ``store`` (the recorder's fingerprint and SQLite writes), ``score`` (slide scoring), ``total``.
+  ``classify`` (the second stage: crops read and re-scored by the cell classifier, its loading on the first
+  slide of a process included; 0 without one), ``store`` (the recorder's fingerprint and SQLite writes),
+  ``score`` (slide scoring), ``total``.
+- *second stage*: with ``ScreenSettings.classifier`` (or a :class:`~cytolt.screen.second_stage.SecondStage`
+  given), the cells' most suspicious ``top_n`` are re-scored on crops after the merge and before the scorer
+  (:func:`~cytolt.screen.second_stage.rescore_cells`); ``SlideResult.second_stage`` keeps both scores.
 
 The flow follows ARCHITECTURE.md ("Data flow (screening)"); docs/screening.md shows it with the outputs.
 """
@@ -44,6 +49,7 @@ from cytolt.io import Slide, SlideError, TileGrid, TileStream, open_slide, tissu
 from cytolt.io.focus import tile_focus
 from cytolt.screen.cells import group_cells
 from cytolt.screen.merge import merge_tiles
+from cytolt.screen.second_stage import Rescored, SecondStage, load_second_stage, rescore_cells
 from cytolt.screen.settings import ScreenSettings
 
 if TYPE_CHECKING:
@@ -67,7 +73,7 @@ __all__ = [
     "tile_grid",
 ]
 
-STAGES = ("open", "mask", "read", "focus", "model", "merge", "store", "score", "total")
+STAGES = ("open", "mask", "read", "focus", "model", "merge", "classify", "store", "score", "total")
 # Fingerprint of a slide file: its size and the first and last MiB, hashed. Hashing whole multi-GB slides
 # would cost more than screening them; scanners never rewrite a file in the middle and keep its length.
 _FINGERPRINT_BYTES = 1 << 20
@@ -107,6 +113,9 @@ class SlideResult:
         vendor: the slide format name ('aperio', 'generic-tiff', ...); never other metadata.
         backend: the reader that decoded it ('tifffile', 'openslide'; ``Slide.backend``).
         model_name: the model folder's name, or the detector's class name.
+        second_stage: what the second stage did (:class:`~cytolt.screen.second_stage.Rescored`: the rows
+            of ``detections`` it re-scored, the detector's and the classifier's probabilities of each); None
+            without one.
     """
 
     path: Path
@@ -130,6 +139,7 @@ class SlideResult:
     vendor: str | None = None
     backend: str | None = None
     model_name: str | None = None
+    second_stage: Rescored | None = None
 
     @property
     def ok(self) -> bool:
@@ -204,6 +214,7 @@ def screen_slide(
     *,
     scorer: SlideScorer | None = None,
     progress: Callable[[int, int], Any] | None = None,
+    second_stage: SecondStage | None = None,
 ) -> SlideResult:
     """Detect every cell of a slide and return the merged level-0 detections, counts, score and timings.
 
@@ -216,13 +227,16 @@ def screen_slide(
             open are filled in for the detector's model (:meth:`ScreenSettings.for_model`).
         scorer: slide-level scoring of the merged detections; None skips it (``result.score`` is None).
         progress: called as ``progress(tiles_done, tiles_total)`` after each batch is read.
+        second_stage: re-score the top cells with this classifier; None: the one ``settings.classifier``
+            names, if any (loaded once per process).
 
     Raises:
         SlideError: the slide cannot be opened or read.
         SlideTimeout: ``settings.timeout`` ran out.
-        ValueError: a detector that returns the wrong number of results or unknown labels.
+        ValueError: a detector that returns the wrong number of results or unknown labels; a second stage
+            whose classes are not the detector's (before the slide is opened).
     """
-    return _screen(slide, detector, settings or ScreenSettings(), scorer, progress, _Clock())
+    return _screen(slide, detector, settings or ScreenSettings(), scorer, progress, _Clock(), second_stage)
 
 
 def attempt_slide(
@@ -232,6 +246,7 @@ def attempt_slide(
     *,
     scorer: SlideScorer | None = None,
     progress: Callable[[int, int], Any] | None = None,
+    second_stage: SecondStage | None = None,
 ) -> SlideResult:
     """:func:`screen_slide` of one slide file of a run: any failure in it comes back as a failed result.
 
@@ -240,7 +255,7 @@ def attempt_slide(
     """
     clock = _Clock()
     try:
-        return _screen(path, detector, settings, scorer, progress, clock)
+        return _screen(path, detector, settings, scorer, progress, clock, second_stage)
     except Exception as exc:
         return failed_result(path, error_message(exc), detector=detector, timings=clock.done())
 
@@ -252,10 +267,13 @@ def _screen(
     scorer: SlideScorer | None,
     progress: Callable[[int, int], Any] | None,
     clock: _Clock,
+    second_stage: SecondStage | None = None,
 ) -> SlideResult:
     settings = settings.for_model(detector.info)
     assert settings.overlap is not None  # for_model fills it in
     class_names = tuple(detector.info.classes)
+    if second_stage is not None:
+        second_stage.class_map(class_names)  # a mismatch fails before the slide is opened
     owned = not isinstance(slide, Slide)
     path = Path(slide) if owned else Path(slide.path)  # type: ignore[union-attr]
     handle: Slide | None = None
@@ -276,6 +294,11 @@ def _screen(
             ]
             merged = merge_tiles(placed, grid.xywh, method=settings.merge)
             cells = group_cells(merged, len(class_names))
+        rescored = None
+        with clock("classify"):
+            stage = second_stage or load_second_stage(settings, detector.device)
+            if stage is not None:
+                cells, rescored = rescore_cells(handle, cells, class_names, stage, scorer=scorer)
         counts = detections_per_class(cells, class_names)
         quality = SlideQuality(np.asarray(grid.xywh, dtype=np.float64).reshape(-1, 4), sharpness, cellular)
         score = None
@@ -302,6 +325,7 @@ def _screen(
             vendor=handle.vendor,
             backend=handle.backend,
             model_name=detector_name(detector),
+            second_stage=rescored,
         )
     finally:
         if owned and handle is not None:

@@ -11,25 +11,46 @@ Glossary:
 - *overlap*: tile pixels shared by neighbouring tiles; None gives :func:`default_overlap` (a
   ``MAX_CELL_UM`` cell), at most half a tile. It must hold the largest cell whole, so that the cross-tile merge
   can drop a cell's cut view for the whole one.
-- *identity*: the settings that change a slide's detections (tile size, overlap, merge, read mpp). Batch size,
-  read threads, device, timeout and the HTML page do not, so a slide screened with other values of those is
-  still "the same result" for ``--resume``.
+- *identity*: the settings that change a slide's detections (tile size, overlap, merge, read mpp; with a second
+  stage also the classifier folder's identity, top n and combination). Batch size, read threads, device,
+  timeout and the HTML page do not, so a slide screened with other values of those is still "the same result"
+  for ``--resume``.
+- *second stage*: ``classifier``, a cell classifier's model folder (``cytolt classify train``) that re-scores the
+  ``classifier_top_n`` most suspicious cells of each slide (:mod:`cytolt.screen.second_stage`). The folder is
+  read (and hashed) when the settings are made, and its class table is checked against the detector's in
+  :meth:`ScreenSettings.for_model`: a missing folder or a mismatch fails before any slide is read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cytolt.detect import ModelInfo
 
-__all__ = ["MAX_CELL_UM", "MERGE_METHODS", "InvalidSetting", "ScreenSettings", "default_overlap"]
+__all__ = [
+    "COMBINE_METHODS",
+    "DEFAULT_TOP_N",
+    "MAX_CELL_UM",
+    "MERGE_METHODS",
+    "InvalidSetting",
+    "ScreenSettings",
+    "default_overlap",
+]
 
 # Cross-tile merging: class-aware NMS, or weighted box fusion (cytolt.screen.merge).
 MERGE_METHODS = ("nms", "wbf")
+# How the second stage combines the classifier's probabilities with the detector's (cytolt.screen.second_stage).
+COMBINE_METHODS = ("replace", "mean")
+# Candidate cells the second stage re-scores per slide. Cheng et al. 2021 (Nat Commun 12, 5639) re-score
+# hundreds of candidates per slide; 200 until the screening study measures the choice.
+DEFAULT_TOP_N = 200
 # The largest cell the grid must hold whole, in microns. Mature squamous cells reach 50-60 um (Bethesda atlas,
 # Nayar & Wilbur 2015); the largest cytolt.synth cell measured 62 um (247 px at 0.25 um/px, a 2048 px HSIL
 # slide, seed 1). At 0.5 um/px this gives a 128 px overlap.
@@ -73,9 +94,16 @@ class ScreenSettings:
             (:class:`~cytolt.adequacy.AdequacyRules`); None keeps the scorer's.
         slide_mpp: microns per level-0 pixel of every slide, for slides whose files lack it or record it
             wrongly; None reads each file's own.
+        classifier: a cell classifier's model folder for the second stage (kept as an absolute path); None:
+            no second stage.
+        classifier_top_n: candidate cells per slide the classifier re-scores.
+        classifier_combine: one of ``COMBINE_METHODS``.
+        classifier_identity: set from the folder (``"sha256:..."`` over its files), not given.
+        classifier_classes: set from the folder: the classifier's class names.
 
     Raises:
-        ValueError: at construction, for any value screening cannot use.
+        ValueError: at construction, for any value screening cannot use (:class:`InvalidSetting`), a
+            classifier folder that does not read included.
     """
 
     tile_size: int = 512
@@ -89,6 +117,11 @@ class ScreenSettings:
     html: bool = True
     min_squamous_cells: int | None = None
     slide_mpp: float | None = None
+    classifier: str | os.PathLike[str] | None = None
+    classifier_top_n: int = DEFAULT_TOP_N
+    classifier_combine: str = "replace"
+    classifier_identity: str | None = field(default=None, init=False)
+    classifier_classes: tuple[str, ...] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.merge not in MERGE_METHODS:
@@ -130,9 +163,40 @@ class ScreenSettings:
                 torch.device(self.device)
             except RuntimeError as exc:
                 raise InvalidSetting("device", f"{self.device!r} is not a torch device ({exc})") from None
+        top_n = self.classifier_top_n
+        if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+            raise InvalidSetting(
+                "classifier_top_n", f"classifier_top_n must be an integer >= 1; got {top_n!r}"
+            )
+        if self.classifier_combine not in COMBINE_METHODS:
+            choices = ", ".join(map(repr, COMBINE_METHODS))
+            raise InvalidSetting(
+                "classifier_combine",
+                f"classifier_combine must be one of {choices}; got {self.classifier_combine!r}",
+            )
+        if self.classifier is not None:
+            if not isinstance(self.classifier, str | os.PathLike):
+                raise InvalidSetting(
+                    "classifier", f"classifier must be a folder path; got {self.classifier!r}"
+                )
+            path = str(Path(self.classifier).absolute())
+            identity, classes = _read_classifier(path, _stamp(path))
+            object.__setattr__(self, "classifier", path)
+            object.__setattr__(self, "classifier_identity", identity)
+            object.__setattr__(self, "classifier_classes", classes)
 
     def for_model(self, info: ModelInfo) -> ScreenSettings:
-        """These settings with the read mpp (the model's unless given) and the overlap filled in."""
+        """These settings with the read mpp (the model's unless given) and the overlap filled in.
+
+        Raises InvalidSetting (field ``classifier``) when the classifier's classes are not the model's.
+        """
+        if self.classifier_classes is not None:
+            from cytolt.screen.second_stage import class_map
+
+            try:
+                class_map(info.classes, self.classifier_classes, where=f"classifier {self.classifier}")
+            except ValueError as exc:
+                raise InvalidSetting("classifier", str(exc)) from None
         read_mpp = self.read_mpp if self.read_mpp is not None else info.mpp
         overlap = self.overlap
         if overlap is None:
@@ -142,13 +206,40 @@ class ScreenSettings:
     def identity(self) -> dict[str, Any]:
         """The settings that change detections (what ``--resume`` compares), as plain data.
 
-        ``slide_mpp`` appears only when given, so runs made before it existed still match.
+        ``slide_mpp`` and the second stage appear only when given, so runs made before they existed still match.
         """
         out = {name: getattr(self, name) for name in _IDENTITY_FIELDS}
         if self.slide_mpp is not None:
             out["slide_mpp"] = self.slide_mpp
+        if self.classifier is not None:
+            out["classifier"] = self.classifier_identity
+            out["classifier_top_n"] = self.classifier_top_n
+            out["classifier_combine"] = self.classifier_combine
         return out
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting as plain data (what the store records for a run)."""
         return dataclasses.asdict(self)
+
+
+def _stamp(path: str) -> tuple[tuple[str, int, int], ...]:
+    """Name, size and modification time of each file in a folder: what tells a re-written folder apart."""
+    try:
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
+    except OSError as exc:
+        raise InvalidSetting(
+            "classifier", f"classifier {path}: not a readable folder ({exc.strerror})"
+        ) from None
+    return tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
+
+
+@functools.lru_cache(maxsize=8)
+def _read_classifier(path: str, stamp: tuple[tuple[str, int, int], ...]) -> tuple[str, tuple[str, ...]]:
+    """A classifier folder's identity and classes, read once per folder state (settings are remade per slide)."""
+    from cytolt.classify.folder import ClassifierFolder
+
+    try:
+        folder = ClassifierFolder.read(path)
+        return folder.identity(), tuple(folder.classes)
+    except (OSError, ValueError) as exc:
+        raise InvalidSetting("classifier", f"classifier {path}: {exc}") from None
