@@ -16,6 +16,7 @@ from cytolt.classify.methods import (
     focal,
     grad_libra,
     iif,
+    livt,
     logit_adjust,
     lws,
     marc,
@@ -23,6 +24,7 @@ from cytolt.classify.methods import (
     pcb,
     tau_norm,
     tde,
+    whitening,
 )
 from cytolt.classify.methods.spec import Head, MethodContext, MethodSpec
 
@@ -48,6 +50,8 @@ METHODS: dict[str, MethodSpec] = {
         pcb.PCB,
         cdb.CDB,
         grad_libra.GRAD_LIBRA,
+        whitening.WHITENING,
+        livt.BAL_BCE,
     )
 }
 
@@ -63,6 +67,7 @@ HEAD_BUILDERS = {
     "marc": marc.build_marc_head,
     "tde": tde.build_tde_head,
     "sigmoid_norm": grad_libra.build_sigmoid_head,
+    "whitened_linear": whitening.build_whitened_linear_head,
 }
 
 for _type, _builder in HEAD_BUILDERS.items():

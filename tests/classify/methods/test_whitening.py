@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from cytolt.classify.methods.spec import MethodContext
 from cytolt.classify.methods.whitening import (
+    WHITENING,
     ChannelWhitening,
     WhitenedLinear,
     batch_mean_covariance,
+    build_whitened_linear_head,
     group_covariances,
     newton_schulz_matrix,
     whiten,
@@ -169,3 +173,41 @@ def test_errors() -> None:
         ChannelWhitening(4)(torch.randn(3, 5))
     with pytest.raises(ValueError, match="whiten"):
         whiten(torch.randn(3, 4), torch.zeros(4), torch.eye(3))
+
+
+def _context(counts: list[int], options: dict | None = None) -> MethodContext:
+    model = torch.nn.Module()
+    model.feature_dim = 32
+    return MethodContext(
+        model=model,
+        train=None,
+        val=None,
+        counts=np.asarray(counts),
+        options=options or {},
+        epochs=1,
+        seed=0,
+        device=torch.device("cpu"),
+    )
+
+
+def test_method_head_config_builds_the_same_head_back() -> None:
+    ctx = _context([30, 5, 2], {"group_size": 8})
+    head = WHITENING.build_head(ctx)
+    assert head.config == {"type": "whitened_linear", "group_size": 8, "eps": 1e-3, "method": "zca"}
+    head.module(torch.randn(16, 32))  # one training batch moves the running statistics
+    config = {k: v for k, v in head.config.items() if k != "type"}
+    rebuilt = build_whitened_linear_head(32, 3, **config)
+    rebuilt.load_state_dict(head.module.state_dict())
+    probe = torch.randn(4, 32)
+    torch.testing.assert_close(rebuilt.eval()(probe), head.module.eval()(probe))
+
+
+def test_method_loss_is_logit_adjusted_and_needs_every_class() -> None:
+    ctx = _context([30, 5, 2])
+    loss = WHITENING.build_loss(ctx)
+    logits, labels = torch.zeros(2, 3), torch.tensor([0, 2])
+    # Zero logits shifted by log pi: CE = -log pi_y (the priors sum to 1), pi = (30, 5, 2) / 37.
+    expected = -(math.log(30 / 37) + math.log(2 / 37)) / 2
+    assert loss(logits, labels).item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="every class needs a training crop"):
+        WHITENING.build_loss(_context([30, 0, 2]))
