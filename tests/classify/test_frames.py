@@ -114,3 +114,47 @@ def test_training_step_reaches_every_part() -> None:
 def test_bad_pool() -> None:
     with pytest.raises(ValueError, match="pool must be one of 'mean', 'attention'"):
         FrameClassifier(_Backbone(), nn.Linear(6, 2), feature_dim=6, pool="max")
+
+
+@pytest.fixture(scope="module")
+def tiny_zstacks() -> tuple[np.ndarray, np.ndarray]:
+    from cytolt.synth.zstack import make_zstack_crop_set
+
+    images, labels, _ = make_zstack_crop_set(
+        per_class=[4, 3, 2], classes=("intermediate", "hsil", "scc"), planes=3, size=16, mpp=1.0, seed=0
+    )
+    return images, labels
+
+
+@pytest.mark.parametrize("method", ["ce", "multi_expert"])
+def test_fit_frames_trains_deterministically(tiny_zstacks, method: str) -> None:
+    from cytolt.classify.frames import fit_frames, predict_frames
+
+    images, labels = tiny_zstacks
+    kwargs = {"method": method, "epochs": 2, "batch_size": 4, "width": 2, "seed": 3}
+    fit = fit_frames(images, labels, 3, **kwargs)
+    assert [h["epoch"] for h in fit.history] == [1, 2]
+    assert all(np.isfinite(h["loss"]) for h in fit.history)
+    assert not fit.model.training
+    logits = predict_frames(fit.model, images)
+    assert logits.shape == (9, 3) and np.isfinite(logits).all()
+    again = predict_frames(fit_frames(images, labels, 3, **kwargs).model, images)
+    np.testing.assert_array_equal(logits, again)
+    assert fit.head["type"] == ("linear" if method == "ce" else "multi_expert")
+    # One plane is T = 1: the same code trains on plain crops.
+    single = fit_frames(images[:, 1], labels, 3, **kwargs)
+    assert predict_frames(single.model, images[:, 1]).shape == (9, 3)
+
+
+def test_fit_frames_bad_input(tiny_zstacks) -> None:
+    from cytolt.classify.frames import fit_frames
+
+    images, labels = tiny_zstacks
+    with pytest.raises(ValueError, match="method must be one of"):
+        fit_frames(images, labels, 3, method="focal")
+    with pytest.raises(ValueError, match="takes no options"):
+        fit_frames(images, labels, 3, method="ce", options={"experts": 2})
+    with pytest.raises(ValueError, match="unknown option"):
+        fit_frames(images, labels, 3, method="multi_expert", options={"expert": 2}, epochs=1)
+    with pytest.raises(ValueError, match="one label each"):
+        fit_frames(images, labels[:3], 3)

@@ -57,13 +57,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cytolt.classify.methods.spec import Head, MethodContext, MethodSpec
 from cytolt.losses.logit_adjusted import logit_adjusted_cross_entropy
 
 __all__ = [
+    "MULTI_EXPERT",
+    "OPTIONS",
     "ClassMoments",
     "IntraClassCalibration",
     "MultiExpertHead",
     "MultiExpertLoss",
+    "build_calibration",
+    "build_method",
     "build_multi_expert_head",
     "calibrate_frames",
     "calibrated_variance",
@@ -80,6 +85,15 @@ REPLACE_PROB = 0.5
 NEIGHBOURS = 3
 PRIOR_STRENGTH = 10.0
 MOMENTUM = 0.9
+# The method's options and their defaults (the registry spec and cytolt.classify.frames.fit_frames take these).
+OPTIONS = {
+    "experts": EXPERTS,
+    "tau_spread": TAU_SPREAD,
+    "replace_prob": REPLACE_PROB,
+    "neighbours": NEIGHBOURS,
+    "prior_strength": PRIOR_STRENGTH,
+    "momentum": MOMENTUM,
+}
 
 
 # ----------------------------------------------------------------------------------------- inter-class level
@@ -413,12 +427,80 @@ class MultiExpertLoss(nn.Module):
 # ----------------------------------------------------------------------------------------- registry glue
 
 
-def build_multi_expert_head(config: dict, feature_dim: int, num_classes: int) -> MultiExpertHead:
+def build_multi_expert_head(
+    feature_dim: int, num_classes: int, *, experts: int = EXPERTS, tau_spread: float = TAU_SPREAD
+) -> MultiExpertHead:
     """The folder's builder for ``{"type": "multi_expert", "experts": E, "tau_spread": s}``; the class prior
     placeholder is overwritten by the saved buffer."""
     return MultiExpertHead(
-        feature_dim,
-        np.ones(num_classes),
-        experts=int(config.get("experts", EXPERTS)),
-        tau_spread=float(config.get("tau_spread", TAU_SPREAD)),
+        feature_dim, np.ones(num_classes), experts=int(experts), tau_spread=float(tau_spread)
     )
+
+
+def _resolve(options: dict | None) -> dict:
+    unknown = sorted(set(options or {}) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"multi_expert: unknown option(s) {unknown}; known: {sorted(OPTIONS)}")
+    return {**OPTIONS, **(options or {})}
+
+
+def build_calibration(
+    feature_dim: int, class_counts: Sequence[int] | Tensor, options: dict | None = None, *, seed: int = 0
+) -> IntraClassCalibration:
+    """The intra-class calibration for ``options`` (names of :data:`OPTIONS`, the missing ones at their
+    defaults; an unknown one is a ValueError)."""
+    opt = _resolve(options)
+    return IntraClassCalibration(
+        class_counts,
+        feature_dim,
+        replace_prob=float(opt["replace_prob"]),
+        neighbours=int(opt["neighbours"]),
+        prior_strength=float(opt["prior_strength"]),
+        momentum=float(opt["momentum"]),
+        seed=seed,
+    )
+
+
+def build_method(
+    feature_dim: int, class_counts: Sequence[int] | Tensor, options: dict | None = None, *, seed: int = 0
+) -> tuple[MultiExpertHead, IntraClassCalibration, dict]:
+    """The head, the intra-class calibration and the folder's head dict for ``options`` (as
+    :func:`build_calibration`)."""
+    opt = _resolve(options)
+    experts, spread = int(opt["experts"]), float(opt["tau_spread"])
+    head = MultiExpertHead(feature_dim, class_counts, experts=experts, tau_spread=spread)
+    config = {"type": "multi_expert", "experts": experts, "tau_spread": spread}
+    return head, build_calibration(feature_dim, class_counts, opt, seed=seed), config
+
+
+def _head(ctx: MethodContext) -> Head:
+    head, _, config = build_method(ctx.model.feature_dim, ctx.counts, _options(ctx), seed=ctx.seed)
+    return Head(head.to(ctx.device), config)
+
+
+def _loss(ctx: MethodContext) -> nn.Module:
+    head = ctx.model.head
+    if not isinstance(head, MultiExpertHead):
+        raise ValueError(
+            f"multi_expert: the model's head must be its MultiExpertHead; got {type(head).__name__}"
+        )
+    calibration = build_calibration(ctx.model.feature_dim, ctx.counts, _options(ctx), seed=ctx.seed)
+    return MultiExpertLoss(head, calibration.to(ctx.device))
+
+
+def _options(ctx: MethodContext) -> dict:
+    return {name: MULTI_EXPERT.option(ctx, name) for name in OPTIONS}
+
+
+MULTI_EXPERT = MethodSpec(
+    name="multi_expert",
+    paper=(
+        "Hu, Gao & Xu, Learning Multi-Expert Distribution Calibration for Long-Tailed Video Classification, "
+        "IEEE TMM (arXiv 2205.10788); reconstructed from the abstract"
+    ),
+    stage=1,
+    sampler="instance",
+    build_head=_head,
+    build_loss=_loss,
+    options=dict(OPTIONS),
+)

@@ -103,7 +103,7 @@ def test_head_scores_the_mean_and_round_trips() -> None:
     torch.testing.assert_close(head.class_prior, torch.tensor([50, 20, 5]) / 75.0)
     state = head.state_dict()
     assert {"class_prior", "taus"} <= set(state)
-    loaded = build_multi_expert_head({"type": "multi_expert", "experts": 3, "tau_spread": 1.0}, 6, 3)
+    loaded = build_multi_expert_head(6, 3, experts=3, tau_spread=1.0)
     loaded.load_state_dict(state)
     torch.testing.assert_close(loaded.eval()(x), head.eval()(x), rtol=0, atol=0)
     torch.testing.assert_close(loaded.class_prior, head.class_prior)
