@@ -254,3 +254,26 @@ class BatchEmbeddedSampler(_SeededBatchSampler):
 
     def __len__(self) -> int:
         return self.num_batches
+
+
+class FlattenedBatches(Sampler[int]):
+    """The indices of a batch sampler's batches, one batch after the other, for a loop that cuts a flat index
+    stream into batches of a fixed size: with batches of exactly that size (B3RS; BET with ``period=1`` and
+    ``drop_last``) the loop's batches are the batch sampler's. ``set_epoch`` is passed on."""
+
+    def __init__(self, batches: B3RSBatchSampler | BatchEmbeddedSampler) -> None:
+        self.batches = batches
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        for batch in self.batches:
+            yield from batch
+
+    def __len__(self) -> int:
+        if isinstance(self.batches, BatchEmbeddedSampler):
+            b = self.batches
+            embeds = math.ceil(b.num_batches / b.period)
+            return min(len(b.labels), b.num_batches * b.batch_size) + embeds * b.embed_size
+        return self.batches.num_batches * self.batches.batch_size
