@@ -49,8 +49,9 @@ Exit codes:
 \b
 --resume skips the slides RUN_DIR already holds finished with the same
 model (a hash of its files), slide file (a hash of its content) and
---tile-size/--overlap/--merge; interrupted and failed slides are screened
-again and detections are never duplicated.
+--tile-size/--overlap/--merge (and --classifier's identity and options);
+interrupted and failed slides are screened again and detections are
+never duplicated.
 
 \b
 Every slide gets an adequacy result before its call: a slide with no
@@ -65,7 +66,9 @@ counts as done (exit 0), not failed.
 --classifier-top-n most suspicious cells of each slide on crops read at
 its own resolution, before the slide call; report.json and report.html
 show both scores. It costs one crop read and one classifier pass per
-re-scored cell: report.json's timings["classify"] gives the seconds.
+re-scored cell (about 5 ms a cell on one CPU thread for a width-16
+classifier on 64-px crops, docs/screening.md): report.json's
+timings["classify"] gives the seconds.
 
 \b
 --workers N screens on a Dask LocalCluster of N processes (one GPU each
