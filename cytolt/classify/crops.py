@@ -141,6 +141,22 @@ class CropSet(Dataset):
         """(K,) int64 crops per class."""
         return np.bincount(self.labels, minlength=len(self.class_names)).astype(np.int64)
 
+    def format(self) -> str:
+        """A summary line and the class table: class, crops, shot group of this set as a training set
+        (:func:`cytolt.classify.metrics.shot_groups`)."""
+        from cytolt.classify.metrics import FEW, MANY, shot_groups
+
+        counts = self.counts()
+        width = max(8, *(len(c) for c in self.class_names))
+        lines = [
+            f"{len(self)} crops of {self.size} px at {self.mpp:g} um/px, {len(self.class_names)} classes "
+            f"(groups as a training set: many > {MANY}, few < {FEW})",
+            f"{'class':<{width}}  {'crops':>6}  group",
+        ]
+        for name, n, group in zip(self.class_names, counts, shot_groups(counts), strict=True):
+            lines.append(f"{name:<{width}}  {int(n):>6}  {group}")
+        return "\n".join(lines)
+
     def subset(self, indices: Sequence[int] | np.ndarray) -> CropSet:
         """The crops at ``indices`` (ints, or a boolean mask of length N), in that order, as a new set in memory."""
         index = np.asarray(indices)

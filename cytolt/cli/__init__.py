@@ -15,6 +15,7 @@ from cytolt import __version__
 
 # name -> (module, attribute, one-line help shown by `cytolt --help`)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "classify": ("cytolt.cli.classify", "classify", "Second-stage cell classifier: crops, train, eval."),
     "dataset": ("cytolt.cli.dataset", "dataset", "Build a training set from annotated slides."),
     "demo": ("cytolt.cli.demo", "demo", "Run the main job end to end on built-in synthetic data."),
     "doctor": (

@@ -295,3 +295,15 @@ def test_crops_from_run_errors(run_dir: Path, tmp_path: Path) -> None:
         crops_from_run(run_dir, size=16, mpp=1.0, labels="truth")
     with pytest.raises(ValueError, match="no detections scoring >= 0.95"):
         crops_from_run(run_dir, size=16, mpp=1.0, labels="model", min_score=0.95)
+
+
+def test_format_prints_the_class_table_with_shot_groups() -> None:
+    images = np.zeros((125, 4, 4, 3), np.uint8)
+    crops = CropSet(images, [0] * 101 + [1] * 20 + [2] * 4, ["head", "mid", "tail"], 0.5)
+    lines = crops.format().splitlines()
+    assert lines[0].startswith("125 crops of 4 px at 0.5 um/px, 3 classes")
+    assert [line.split() for line in lines[2:]] == [
+        ["head", "101", "many"],
+        ["mid", "20", "medium"],
+        ["tail", "4", "few"],
+    ]

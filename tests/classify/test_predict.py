@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +10,11 @@ import pytest
 import torch
 from torch import Tensor
 
-from cytolt.classify.crops import crops_from_boxes
+from cytolt.classify.crops import CropSet, crops_from_boxes
 from cytolt.classify.folder import ClassifierFolder, register_head
+from cytolt.classify.metrics import classification_report
 from cytolt.classify.model import CellClassifier
-from cytolt.classify.predict import CropClassifier
+from cytolt.classify.predict import CropClassifier, write_predictions_csv
 from cytolt.io import open_slide
 from cytolt.synth import make_slide
 
@@ -107,3 +109,55 @@ def test_predict_boxes_cuts_the_crops_as_trained_then_predicts(tmp_path: Path) -
         assert clf.predict_boxes(slide, np.zeros((0, 4))).shape == (0, 3)
     assert probs.shape == (len(boxes), 3)
     assert np.array_equal(probs, clf.predict(crops))
+
+
+def _crop_set(n: int, *, size: int = 16, mpp: float = 1.0, classes=("a", "b", "c")) -> CropSet:
+    return CropSet(
+        _crops(n) if size == 16 else np.zeros((n, size, size, 3), np.uint8), np.arange(n) % 3, classes, mpp
+    )
+
+
+def test_evaluate_reports_on_the_predictions_with_the_folders_train_counts(tmp_path: Path) -> None:
+    _folder(tmp_path / "m")
+    clf = CropClassifier.from_folder(tmp_path / "m")
+    assert clf.train_counts == (10, 5, 1)
+    crops = _crop_set(6)
+    report = clf.evaluate(crops)
+    expected = classification_report(
+        clf.predict(crops.images), crops.labels, (10, 5, 1), class_names=("a", "b", "c")
+    )
+    assert report == expected and report["groups"]["few"] == ["a", "b", "c"]
+    assert clf.evaluate(crops, train_counts=(500, 50, 5))["groups"] == {
+        "many": ["a"],
+        "medium": ["b"],
+        "few": ["c"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"classes": ("a", "b", "x")}, r"classes \['a', 'b', 'x'\] are not the classifier's"),
+        ({"size": 8}, "crops of 8 px, the classifier takes 16 px"),
+        ({"mpp": 0.5}, "crops at 0.5 um/px, the classifier's at 1 um/px"),
+    ],
+)
+def test_check_crops_names_what_does_not_fit(tmp_path: Path, kw: dict, match: str) -> None:
+    _folder(tmp_path / "m")
+    with pytest.raises(ValueError, match=match):
+        CropClassifier.from_folder(tmp_path / "m").check_crops(_crop_set(3, **kw))
+
+
+def test_write_predictions_csv_has_a_row_per_crop(tmp_path: Path) -> None:
+    crops = _crop_set(2)
+    crops.sources[0].update({"source": "s.tiff", "box": [1.0, 2.0, 3.0, 4.0], "id": 7})
+    probs = np.array([[0.2, 0.7, 0.1], [0.5, 0.25, 0.25]], np.float32)
+    path = write_predictions_csv(tmp_path / "p.csv", crops, probs, ("a", "b", "c"))
+    rows = list(csv.DictReader(path.open()))
+    assert rows[0] == {
+        "index": "0", "source": "s.tiff", "id": "7", "x0": "1.0", "y0": "2.0", "x1": "3.0", "y1": "4.0",
+        "true": "a", "predicted": "b", "score": "0.700000", "p_a": "0.200000", "p_b": "0.700000", "p_c": "0.100000",
+    }  # fmt: skip
+    assert rows[1]["true"] == "b" and rows[1]["predicted"] == "a" and rows[1]["x0"] == ""
+    with pytest.raises(ValueError, match=r"probs must be \(2, 3\)"):
+        write_predictions_csv(tmp_path / "p.csv", crops, probs[:1], ("a", "b", "c"))
