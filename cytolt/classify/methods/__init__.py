@@ -20,6 +20,7 @@ from cytolt.classify.methods import (
     logit_adjust,
     lws,
     marc,
+    multi_expert,
     ncm,
     pcb,
     tau_norm,
@@ -52,6 +53,7 @@ METHODS: dict[str, MethodSpec] = {
         grad_libra.GRAD_LIBRA,
         whitening.WHITENING,
         livt.BAL_BCE,
+        multi_expert.MULTI_EXPERT,
     )
 }
 
@@ -68,6 +70,7 @@ HEAD_BUILDERS = {
     "tde": tde.build_tde_head,
     "sigmoid_norm": grad_libra.build_sigmoid_head,
     "whitened_linear": whitening.build_whitened_linear_head,
+    "multi_expert": multi_expert.build_multi_expert_head,
 }
 
 for _type, _builder in HEAD_BUILDERS.items():
