@@ -45,7 +45,7 @@ import torch
 from cytolt import bethesda
 from cytolt.detect.types import Detections
 from cytolt.screen.cells import class_probabilities
-from cytolt.screen.settings import COMBINE_METHODS, DEFAULT_TOP_N
+from cytolt.screen.settings import COMBINE_METHODS, DEFAULT_TOP_N, class_map
 
 if TYPE_CHECKING:
     from cytolt.aggregate import SlideScorer
@@ -59,6 +59,7 @@ __all__ = [
     "Rescored",
     "SecondStage",
     "candidate_order",
+    "class_map",
     "combine_scores",
     "load_second_stage",
     "rescore_cells",
@@ -148,23 +149,6 @@ class SecondStage:
             "top_n": self.top_n,
             "combine": self.combine,
         }
-
-
-def class_map(
-    detector: Sequence[str], classifier: Sequence[str], *, where: str = "the classifier"
-) -> np.ndarray:
-    """(C,) int64 index into ``classifier`` of each ``detector`` class name; ValueError naming what differs."""
-    detector, classifier = [str(n) for n in detector], [str(n) for n in classifier]
-    if len(set(classifier)) != len(classifier):
-        raise ValueError(f"{where}: its classes {classifier} repeat a name")
-    missing = [n for n in detector if n not in classifier]
-    extra = [n for n in classifier if n not in detector]
-    if missing or extra:
-        parts = ([f"lacks the detector's {missing}"] if missing else []) + (
-            [f"has classes the detector lacks {extra}"] if extra else []
-        )
-        raise ValueError(f"{where}: class table does not match the detector's: it {' and '.join(parts)}")
-    return np.array([classifier.index(n) for n in detector], dtype=np.int64)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -27,9 +27,12 @@ import dataclasses
 import functools
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     from cytolt.detect import ModelInfo
@@ -41,6 +44,7 @@ __all__ = [
     "MERGE_METHODS",
     "InvalidSetting",
     "ScreenSettings",
+    "class_map",
     "default_overlap",
 ]
 
@@ -191,8 +195,6 @@ class ScreenSettings:
         Raises InvalidSetting (field ``classifier``) when the classifier's classes are not the model's.
         """
         if self.classifier_classes is not None:
-            from cytolt.screen.second_stage import class_map
-
             try:
                 class_map(info.classes, self.classifier_classes, where=f"classifier {self.classifier}")
             except ValueError as exc:
@@ -220,6 +222,23 @@ class ScreenSettings:
     def to_dict(self) -> dict[str, Any]:
         """Every setting as plain data (what the store records for a run)."""
         return dataclasses.asdict(self)
+
+
+def class_map(
+    detector: Sequence[str], classifier: Sequence[str], *, where: str = "the classifier"
+) -> np.ndarray:
+    """(C,) int64 index into ``classifier`` of each ``detector`` class name; ValueError naming what differs."""
+    detector, classifier = [str(n) for n in detector], [str(n) for n in classifier]
+    if len(set(classifier)) != len(classifier):
+        raise ValueError(f"{where}: its classes {classifier} repeat a name")
+    missing = [n for n in detector if n not in classifier]
+    extra = [n for n in classifier if n not in detector]
+    if missing or extra:
+        parts = ([f"lacks the detector's {missing}"] if missing else []) + (
+            [f"has classes the detector lacks {extra}"] if extra else []
+        )
+        raise ValueError(f"{where}: class table does not match the detector's: it {' and '.join(parts)}")
+    return np.array([classifier.index(n) for n in detector], dtype=np.int64)
 
 
 def _stamp(path: str) -> tuple[tuple[str, int, int], ...]:
