@@ -13,6 +13,7 @@ from cytolt.classify.methods import (
     cdb,
     ce,
     crt,
+    distribution_balanced,
     focal,
     grad_libra,
     iif,
@@ -54,6 +55,7 @@ METHODS: dict[str, MethodSpec] = {
         whitening.WHITENING,
         livt.BAL_BCE,
         multi_expert.MULTI_EXPERT,
+        distribution_balanced.DB,
     )
 }
 
