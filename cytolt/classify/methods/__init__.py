@@ -13,6 +13,7 @@ from cytolt.classify.methods import (
     cdb,
     ce,
     crt,
+    difficulty_net,
     distribution_balanced,
     focal,
     grad_libra,
@@ -26,6 +27,7 @@ from cytolt.classify.methods import (
     pcb,
     tau_norm,
     tde,
+    vmf,
     whitening,
 )
 from cytolt.classify.methods.spec import Head, MethodContext, MethodSpec
@@ -55,6 +57,8 @@ METHODS: dict[str, MethodSpec] = {
         whitening.WHITENING,
         livt.BAL_BCE,
         multi_expert.MULTI_EXPERT,
+        vmf.VMF,
+        difficulty_net.DIFFICULTY_NET,
         distribution_balanced.DB,
     )
 }
@@ -73,6 +77,7 @@ HEAD_BUILDERS = {
     "sigmoid_norm": grad_libra.build_sigmoid_head,
     "whitened_linear": whitening.build_whitened_linear_head,
     "multi_expert": multi_expert.build_multi_expert_head,
+    "vmf": vmf.build_vmf_head,
 }
 
 for _type, _builder in HEAD_BUILDERS.items():

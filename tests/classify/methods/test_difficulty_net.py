@@ -3,6 +3,7 @@ one-step hypergradient, the meta-step on a toy problem, and the comparison with 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -16,6 +17,9 @@ from cytolt.classify.methods.difficulty_net import (
     meta_gradient,
     relative_difficulty,
 )
+from cytolt.classify.methods.spec import eval_logits, per_class_recall
+from cytolt.classify.synth_crops import make_crop_set
+from cytolt.classify.train import train_classifier
 from cytolt.losses.cdb import cdb_cross_entropy, cdb_weights
 
 ACC = torch.tensor([0.9, 0.5, 0.1])
@@ -169,3 +173,30 @@ def test_loss_uses_the_current_weights() -> None:
     assert set(loss.state_dict()) == {"weighter.accuracy", "weighter.class_weights"} | {
         f"weighter.net.layers.{i}.weight" for i in (0, 2, 4)
     }
+
+
+# ----------------------------------------------------------------------------------------------- in the training loop
+
+
+def test_difficulty_net_method_in_the_loop() -> None:
+    train = make_crop_set(size=32, head=12, imbalance=4)
+    val = make_crop_set(size=32, head=2, imbalance=1, seed=1)
+    k = len(train.class_names)
+    options = {"meta_steps": 2, "meta_batch": 16}
+    result = train_classifier(
+        train, val, method="difficulty_net", epochs=2, width=4, progress=False, options=options
+    )
+    assert result.head == {"type": "linear"}
+    for row in result.history:
+        assert row["dn_split"] == "val" and len(row["dn_accuracy"]) == k
+        assert abs(sum(row["dn_weights"]) / k - 1) < 1e-3 and np.isfinite(row["dn_meta_loss"])
+    # The accuracies fed to the net are the per-class recall on the split after the epoch (the last: the final model).
+    recall = per_class_recall(eval_logits(result.model, val).argmax(1), torch.as_tensor(val.labels), k)
+    assert result.history[-1]["dn_accuracy"] == [round(float(a), 4) for a in recall]
+    # Same seed, same run (the meta batches are drawn from a seeded generator).
+    again = train_classifier(
+        train, val, method="difficulty_net", epochs=2, width=4, progress=False, options=options
+    )
+    assert again.history[-1]["dn_weights"] == result.history[-1]["dn_weights"]
+    with pytest.raises(ValueError, match="needs held-out crops"):
+        train_classifier(train, None, method="difficulty_net", epochs=1, width=4, progress=False)

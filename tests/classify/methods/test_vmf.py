@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from cytolt.classify.methods.vmf import (
     VMFHead,
+    VMFLoss,
     aux_loss_weight,
     bessel_ratio,
     calibrate_kappa,
@@ -26,8 +27,18 @@ from cytolt.classify.methods.vmf import (
     vmf_mean_resultant,
     vmf_overlap,
 )
+from cytolt.classify.synth_crops import make_crop_set
+from cytolt.classify.train import train_classifier
 
 ORDERS = (0.5, 7.0, 63.0, 255.0)  # p = 3, 16, 128, 512
+
+
+@pytest.fixture(scope="module")
+def tiny_crops():
+    """32-px synthetic crops: 11 classes, 12 down to 3 crops for training, 2 each for validation."""
+    return make_crop_set(size=32, head=12, imbalance=4), make_crop_set(size=32, head=2, imbalance=1, seed=1)
+
+
 KAPPAS = torch.tensor([0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4], dtype=torch.float64)
 
 
@@ -270,3 +281,54 @@ def test_select_alpha_picks_the_best_and_prefers_mild() -> None:
         a <= alpha for a, s in scores.items() if s == 1.0
     )  # ties: the mildest
     assert float(head.alpha) == alpha and head.training  # alpha set on the head, mode restored
+
+
+# ----------------------------------------------------------------------------------------------- in the training loop
+
+
+def test_vmf_loss_is_ce_plus_the_scheduled_aux_terms() -> None:
+    torch.manual_seed(5)
+    head = VMFHead(6, 3, class_counts=[10, 5, 1])
+    loss_fn = VMFLoss(head, epochs=4)
+    features, labels = torch.randn(5, 6), torch.tensor([0, 0, 1, 2, 1])
+    head.train()
+    logits = head(features)  # the pre-hook keeps these features for CFC
+    aux = head.aux_losses(features, labels)
+    expected = F.cross_entropy(logits, labels) + 0.2 * (aux["icd"] + aux["cfc"])
+    torch.testing.assert_close(loss_fn(logits, labels), expected)
+    assert loss_fn.set_epoch(2) == pytest.approx(0.2 * 0.5**0.9)
+    head.eval()
+    head(features)  # evaluation batches are not kept
+    with pytest.raises(RuntimeError, match="no training batch"):
+        loss_fn(logits, labels)
+    assert loss_fn.set_epoch(4) == 0.0  # last epoch: CE alone, no features needed
+    torch.testing.assert_close(loss_fn(logits, labels), F.cross_entropy(logits, labels))
+    loss_fn.close()
+    assert not head._forward_pre_hooks and not list(loss_fn.parameters())  # the head stays the model's
+    with pytest.raises(ValueError, match="VMFHead"):
+        VMFLoss(torch.nn.Linear(6, 3), epochs=1)
+
+
+def test_vmf_method_in_the_loop(tiny_crops) -> None:
+    train, val = tiny_crops
+    result = train_classifier(train, val, method="vmf", epochs=2, width=4, progress=False)
+    head = result.model.head
+    assert isinstance(head, VMFHead) and not head._forward_pre_hooks
+    assert result.head["type"] == "vmf" and float(head.alpha) == result.head["alpha"]
+    assert set(result.head["alpha_sweep"]) == {f"{0.1 * i:.1f}" for i in range(11)}
+    assert result.head["alpha_sweep"][f"{result.head['alpha']:.1f}"] == max(
+        result.head["alpha_sweep"].values()
+    )
+    rows = result.history
+    assert [r["vmf_aux_weight"] for r in rows] == [pytest.approx(0.2 * 0.5**0.9), 0.0]
+    assert len(rows[0]["vmf_kappa"]) == len(train.class_names) and 0 < rows[0]["vmf_icd"] <= 1
+    # The training prior is log n_c / N of the training crops.
+    counts = torch.as_tensor(train.counts(), dtype=torch.float32)
+    torch.testing.assert_close(head.log_prior, torch.log(counts / counts.sum()))
+    # A fixed alpha skips the sweep; without val there is nothing to choose on and alpha is 1.
+    fixed = train_classifier(
+        train, val, method="vmf", epochs=0, width=4, progress=False, options={"alpha": 0.3}
+    )
+    assert fixed.head["alpha"] == 0.3 and "alpha_sweep" not in fixed.head
+    alone = train_classifier(train, None, method="vmf", epochs=0, width=4, progress=False)
+    assert alone.head["alpha"] == 1.0
