@@ -276,7 +276,7 @@ class ClassifierFolder:
         ``head`` must describe ``model.head`` (``{"type": "linear"}`` for the default) with a registered type;
         ``metrics`` and ``extra`` must be JSON-serialisable (``extra`` adds top-level entries).
         """
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         from cytolt import __version__
 
@@ -309,7 +309,8 @@ class ClassifierFolder:
         meta.update(extra or {})
         text = json.dumps(meta, indent=2) + "\n"
         tmp_weights = out / (cls.WEIGHTS + ".tmp")
-        save_file(state, str(tmp_weights), metadata={"format": str(CLASSIFIER_FORMAT)})
+        # bytes written by us, so the file gets the usual permissions (save_file creates it owner-only)
+        tmp_weights.write_bytes(save(state, metadata={"format": str(CLASSIFIER_FORMAT)}))
         tmp_meta = out / (cls.META + ".tmp")
         tmp_meta.write_text(text)
         tmp_weights.replace(out / cls.WEIGHTS)

@@ -100,7 +100,8 @@ class CropClassifier:
         out = np.empty((len(crops), len(self.class_names)), np.float32)
         with torch.inference_mode():
             for start in range(0, len(crops), self.batch_size):
-                batch = torch.from_numpy(np.ascontiguousarray(crops[start : start + self.batch_size]))
+                # a copy: crops may be a read-only memory map, which torch will not wrap
+                batch = torch.from_numpy(np.array(crops[start : start + self.batch_size]))
                 x = batch.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
                 out[start : start + len(batch)] = self.probabilities(self.model(x)).float().cpu().numpy()
         return out

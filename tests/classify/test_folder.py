@@ -161,3 +161,10 @@ def test_identity_changes_with_the_weights_and_the_description(tmp_path: Path) -
         other.head.bias.add_(1.0)
     assert _write(tmp_path / "c", other).identity() != a.identity()
     assert _write(tmp_path / "d", _trained(), method="cb").identity() != a.identity()
+
+
+def test_both_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    # safetensors' save_file creates its file owner-only; a lab's shared model folder must be readable
+    folder = _write(tmp_path / "m", _trained())
+    json_mode = (folder.path / "classifier.json").stat().st_mode & 0o777
+    assert (folder.path / "classifier.safetensors").stat().st_mode & 0o777 == json_mode

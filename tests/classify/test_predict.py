@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,14 @@ def test_write_predictions_csv_has_a_row_per_crop(tmp_path: Path) -> None:
     assert rows[1]["true"] == "b" and rows[1]["predicted"] == "a" and rows[1]["x0"] == ""
     with pytest.raises(ValueError, match=r"probs must be \(2, 3\)"):
         write_predictions_csv(tmp_path / "p.csv", crops, probs[:1], ("a", "b", "c"))
+
+
+def test_predict_reads_a_memory_mapped_crop_set_without_warnings(tmp_path: Path) -> None:
+    _folder(tmp_path / "m")
+    _crop_set(4).write(tmp_path / "set")
+    crops = CropSet.read(tmp_path / "set")
+    clf = CropClassifier.from_folder(tmp_path / "m", batch_size=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when handed a read-only array
+        probs = clf.predict(crops.images)
+    assert np.allclose(probs, clf.predict(np.array(crops.images)))
