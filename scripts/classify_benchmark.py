@@ -38,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import _resumable  # noqa: E402  (scripts/_resumable.py: the shared command line)
+
 WORK = Path("work_dirs/classify_bench")
 RUNS = Path("docs/results/runs_classify")
 OUT = Path("docs/results")
@@ -516,12 +519,6 @@ def select(runs: Sequence[tuple[str, int]], only: str | None) -> list[tuple[str,
     return [(m, s) for m, s in runs if m in names or run_name(m, s) in names]
 
 
-def commit(paths: Sequence[Path], message: str) -> None:
-    names = [str(p) for p in paths if p.exists()]
-    subprocess.run(["git", "add", *names], cwd=ROOT, check=True)
-    subprocess.run(["git", "commit", "-q", "-m", message, "--", *names], cwd=ROOT, check=False)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     todo = [(m, s) for m, s in select(plan(), args.only) if status(m, s) != "done"]
     if args.max_runs is not None:
@@ -541,7 +538,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.commit:
             rec = json.loads(result_path(method, seed).read_text())
             bal = rec["intervals"]["balanced_accuracy"]
-            commit(
+            _resumable.commit(
                 [result_path(method, seed), RUNS / rec["predictions_file"]],
                 f"classify benchmark: {name} (balanced accuracy {bal['value']:.3f} [{bal['low']:.3f}, "
                 f"{bal['high']:.3f}]; {rec['seconds']['train']:.0f} s, commit {rec['commit']})",
@@ -568,33 +565,21 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="make the missing runs in order, one at a time")
-    r.add_argument("--only", help="comma list of methods or run names, e.g. ce,crt or ncm_s1 (default: all)")
-    r.add_argument("--max-runs", type=int, help="stop after this many runs")
-    r.add_argument("--commit", action="store_true", help="git-commit each run's result files as it finishes")
-    r.add_argument("--keep-going", action="store_true", help="continue after a failed run")
-    o = sub.add_parser("one", help="make one run (what `run` calls in a fresh process)")
-    o.add_argument("run", help="run name, e.g. ce_s0")
-    ls = sub.add_parser("list", help="show done / stale / missing runs")
-    ls.add_argument("--only")
-    sub.add_parser("summarise", help="regenerate docs/results/classify.{md,json,png} from the result files")
-    return p.parse_args(argv)
+    return _resumable.parser(
+        __doc__,
+        only_help="comma list of methods or run names, e.g. ce,crt or ncm_s1 (default: all)",
+        run_example="ce_s0",
+        outputs="docs/results/classify.{md,json,png}",
+    ).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
-    if args.command == "run":
-        return cmd_run(args)
-    if args.command == "one":
-        return cmd_one(args)
-    if args.command == "list":
-        return cmd_list(args)
-    summarise()
-    return 0
+    return _resumable.dispatch(
+        args, {"run": cmd_run, "one": cmd_one, "list": cmd_list, "summarise": summarise}
+    )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import _resumable  # noqa: E402  (scripts/_resumable.py: the shared command line)
+
 DATA = Path("work_dirs/tct_grid/data")  # relative to ROOT: the config hash must not depend on the checkout
 WORK = Path("work_dirs/tct_grid")
 RUNS = Path("docs/results/runs")
@@ -625,12 +628,6 @@ def select(runs: Sequence[Run], only: str | None) -> list[Run]:
     return [r for r in runs if r.name.startswith(prefixes)]
 
 
-def commit(paths: Sequence[Path], message: str) -> None:
-    names = [str(p) for p in paths if p.exists()]
-    subprocess.run(["git", "add", *names], cwd=ROOT, check=True)
-    subprocess.run(["git", "commit", "-q", "-m", message, "--", *names], cwd=ROOT, check=False)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     todo = [r for r in select(plan(), args.only) if status(r) != "done"]
     if args.max_runs is not None:
@@ -649,7 +646,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.commit:
             rec = json.loads(result_path(run).read_text())
             m = rec["metrics"]
-            commit(
+            _resumable.commit(
                 [result_path(run), RUNS / rec["resample_file"]],
                 f"tct grid: {run.name} (AP {m['AP']['value']:.3f} [{m['AP']['low']:.3f}, {m['AP']['high']:.3f}], "
                 f"APr {m['APr']['value']:.3f}; {rec['wall_seconds']['train'] / 60:.0f} min training, commit "
@@ -677,35 +674,21 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="make the missing runs in order, one at a time")
-    r.add_argument(
-        "--only", help="comma list of run-name prefixes, e.g. retinanet_focal,fcos_ (default: all)"
-    )
-    r.add_argument("--max-runs", type=int, help="stop after this many runs")
-    r.add_argument("--commit", action="store_true", help="git-commit each run's result files as it finishes")
-    r.add_argument("--keep-going", action="store_true", help="continue after a failed run")
-    o = sub.add_parser("one", help="make one run (what `run` calls in a fresh process)")
-    o.add_argument("run", help="run name, e.g. retinanet_focal_s0")
-    ls = sub.add_parser("list", help="show done / stale / missing runs")
-    ls.add_argument("--only")
-    sub.add_parser("summarise", help="regenerate docs/results/tct.{md,json,png} from the result files")
-    return p.parse_args(argv)
+    return _resumable.parser(
+        __doc__,
+        only_help="comma list of run-name prefixes, e.g. retinanet_focal,fcos_ (default: all)",
+        run_example="retinanet_focal_s0",
+        outputs="docs/results/tct.{md,json,png}",
+    ).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
-    if args.command == "run":
-        return cmd_run(args)
-    if args.command == "one":
-        return cmd_one(args)
-    if args.command == "list":
-        return cmd_list(args)
-    summarise()
-    return 0
+    return _resumable.dispatch(
+        args, {"run": cmd_run, "one": cmd_one, "list": cmd_list, "summarise": summarise}
+    )
 
 
 if __name__ == "__main__":

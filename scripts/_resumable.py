@@ -1,0 +1,47 @@
+"""The command line shared by the resumable benchmark scripts (tct_grid.py, classify_benchmark.py).
+
+Each script makes runs one at a time, writes one small result file per finished run and skips runs whose file
+exists with the same config hash; `run` starts each run in a fresh process (`one`), so code committed between runs
+is picked up and memory is freed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parser(doc: str | None, *, only_help: str, run_example: str, outputs: str) -> argparse.ArgumentParser:
+    """`run [--only --max-runs --commit --keep-going]`, `one RUN`, `list [--only]` and `summarise`."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="make the missing runs in order, one at a time")
+    r.add_argument("--only", help=only_help)
+    r.add_argument("--max-runs", type=int, help="stop after this many runs")
+    r.add_argument("--commit", action="store_true", help="git-commit each run's result files as it finishes")
+    r.add_argument("--keep-going", action="store_true", help="continue after a failed run")
+    o = sub.add_parser("one", help="make one run (what `run` calls in a fresh process)")
+    o.add_argument("run", help=f"run name, e.g. {run_example}")
+    ls = sub.add_parser("list", help="show done / stale / missing runs")
+    ls.add_argument("--only")
+    sub.add_parser("summarise", help=f"regenerate {outputs} from the result files")
+    return p
+
+
+def dispatch(args: argparse.Namespace, commands: dict[str, Callable[[argparse.Namespace], int]]) -> int:
+    """Call the sub-command's function; `summarise` takes no arguments and returns nothing."""
+    if args.command == "summarise":
+        commands["summarise"]()
+        return 0
+    return commands[args.command](args)
+
+
+def commit(paths: Sequence[Path], message: str) -> None:
+    """git-commit exactly these paths (others' uncommitted changes stay out of the commit)."""
+    names = [str(p) for p in paths if p.exists()]
+    subprocess.run(["git", "add", *names], cwd=ROOT, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", message, "--", *names], cwd=ROOT, check=False)
