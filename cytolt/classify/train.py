@@ -10,15 +10,15 @@ Glossary
                 class, a crop of the class uniformly (Kang et al., ICLR 2020); ``"sqrt"``: ``p_c`` proportional to
                 ``n_c^0.5`` (the same paper); ``"rfs"``: :class:`cytolt.samplers.RepeatFactorSampler`, each crop an
                 image holding one class, threshold ``options["rfs_thr"]`` (default ``1 / K``, see
-                :data:`RFS_THR`); ``"cdb"``: :class:`cytolt.samplers.CDBSampler` with difficulty re-measured on a
-                held-out part of train every ``options["cdb_every"]`` epochs (1; CDB-S, Sinha et al., ACCV
-                2020). Re-balancing samplers
-                draw ``N`` crops per epoch with replacement.
+                :data:`RFS_THR`); ``"cdb"``: :class:`ClassLevelCDBSampler` (class-level CDB-S over
+                :class:`cytolt.samplers.CDBSampler`) with difficulty re-measured on a held-out part of train
+                every ``options["cdb_every"]`` epochs (1; CDB-S, Sinha et al., ACCV 2020). Re-balancing
+                samplers draw ``N`` crops per epoch with replacement.
 
 Recipe (defaults): AdamW (weight decay 0.05) or, for methods whose argument assumes it, SGD with momentum 0.9
-(weight decay 5e-4, learning rate ``options["sgd_lr"]``); cosine learning-rate decay per step to 0; batches of
-``batch_size`` crops in sampler order (a last batch of one crop is dropped: batch norm needs two); light
-augmentation suited to cells, which have no orientation: random horizontal flip, random 90-degree rotation and a
+(weight decay 5e-4, learning rate ``options["sgd_lr"]``); a classifier trained on frozen features (stage 2) at
+``options["head_lr"]``; cosine learning-rate decay per step to 0; batches of ``batch_size`` crops in sampler order
+(a last batch of one crop is dropped: batch norm needs two); light augmentation suited to cells, which have no orientation: random horizontal flip, random 90-degree rotation and a
 brightness factor in ``[0.9, 1.1]``. Everything random draws from generators seeded with ``seed`` (sampler,
 augmentation) and ``torch.manual_seed(seed)`` before the weights are initialised, so a run is reproducible on
 one machine.
@@ -52,11 +52,13 @@ from cytolt.classify.methods.spec import (
 )
 from cytolt.classify.metrics import classification_report
 from cytolt.classify.model import CellClassifier
+from cytolt.losses.cdb import cdb_weights
 
 __all__ = [
     "LOOP_OPTIONS",
     "SAMPLERS",
     "ClassAwareSampler",
+    "ClassLevelCDBSampler",
     "InstanceSampler",
     "Stage",
     "TrainResult",
@@ -78,6 +80,10 @@ ADAMW_WEIGHT_DECAY = 0.05  # the setting ARCHITECTURE.md measured for cytolt's s
 SGD_MOMENTUM = 0.9
 SGD_WEIGHT_DECAY = 5e-4
 SGD_LR = 0.05
+# AdamW rate of the stages that train a classifier on frozen features (cRT, LWS, MARC): 10x the from-scratch rate.
+# Measured once (docs/classify_methods.md): cRT's 5 epochs on ~540 crops are ~45 steps, too few at 1e-3 (balanced
+# accuracy 0.24, below the stage-1 model's 0.33) and enough at 1e-2 (0.62) or 3e-2 (0.66).
+HEAD_LR = 1e-2
 BRIGHTNESS = (
     0.1  # brightness factor drawn in [1 - 0.1, 1 + 0.1]: staining intensity varies a little between slides
 )
@@ -87,6 +93,7 @@ LOOP_OPTIONS: dict[str, Any] = {
     "sampler": None,  # None: the method's own
     "stage1_epochs": None,  # stage-2 methods trained without init: None means ``epochs``
     "sgd_lr": SGD_LR,
+    "head_lr": HEAD_LR,  # AdamW rate when only the head trains (stage 2)
     "weight_decay": None,  # None: the method's, else the optimiser's default
     "augment": True,
     "rfs_thr": RFS_THR,
@@ -176,6 +183,52 @@ class ClassAwareSampler(samplers._EpochSampler):
         return float(self.num_samples)
 
 
+class ClassLevelCDBSampler(samplers.CDBSampler):
+    """CDB-S for single-label crops: class ``c`` is drawn with probability proportional to its CDB weight ``w_c``,
+    then one of its crops uniformly (crop weight ``w_y / n_y``, ``n_y`` its crops outside ``held_out``).
+
+    Sinha et al.'s class-level sampling; :class:`cytolt.samplers.CDBSampler` (whose image draw, exclusion and
+    seeding this reuses) weighs a detection image by ``max w_c`` without the class sizes, which on single-class crops
+    would leave the draw instance-dominated. With uniform weights (before the first measurement) this is
+    class-balanced sampling. ``class_weights`` holds the per-crop class factors ``w_c / n_c``; ``cdb_weights`` holds
+    ``w``. ``num_samples``: the crops outside ``held_out``.
+    """
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        *,
+        num_classes: int,
+        tau: float | str = cdb.CDB_TAU,
+        seed: int = 0,
+        held_out: list[int] | None = None,
+    ) -> None:
+        labels = np.asarray(labels, dtype=np.int64)
+        super().__init__(
+            [{int(y)} for y in labels], num_classes=num_classes, tau=tau, seed=seed, rank=0, world_size=1
+        )
+        held_out = list(held_out or [])
+        if held_out:
+            self.exclude(held_out)
+        keep = np.ones(len(labels), bool)
+        keep[held_out] = False
+        self.class_sizes = torch.as_tensor(
+            np.bincount(labels[keep], minlength=num_classes), dtype=torch.float64
+        )
+        self.num_samples = int(keep.sum())
+        self.update_difficulty(torch.ones(num_classes, dtype=torch.float64))
+
+    def update_difficulty(self, difficulty: Tensor | np.ndarray) -> None:
+        """Set the difficulty ``d (K,)`` and redraw: class weights ``w = cdb_weights(d, tau)``, crop weights
+        ``w_y / n_y``."""
+        d = torch.as_tensor(np.asarray(difficulty), dtype=torch.float64)
+        if d.shape != (self.num_classes,):
+            raise ValueError(f"difficulty must have shape ({self.num_classes},); got {tuple(d.shape)}")
+        self.difficulty = d.clone()
+        self.cdb_weights = cdb_weights(d, self.tau).double()
+        self.set_class_weights(self.cdb_weights / self.class_sizes.clamp_min(1))
+
+
 def make_sampler(
     name: str,
     labels: np.ndarray,
@@ -205,13 +258,9 @@ def make_sampler(
             repeat_factors(image_classes, thr), seed=seed, rank=0, world_size=1
         )
     if name == "cdb":
-        sampler = samplers.CDBSampler(
-            image_classes, num_classes=num_classes, tau=cdb_tau, seed=seed, rank=0, world_size=1
+        return ClassLevelCDBSampler(
+            labels, num_classes=num_classes, tau=cdb_tau, seed=seed, held_out=held_out
         )
-        if held_out:
-            sampler.exclude(held_out)
-        sampler.num_samples = len(labels) - len(held_out)
-        return sampler
     raise ValueError(f"sampler must be one of {', '.join(map(repr, SAMPLERS))}; got {name!r}")
 
 
@@ -273,6 +322,8 @@ class Stage:
                 params, lr=lr, momentum=SGD_MOMENTUM, weight_decay=SGD_WEIGHT_DECAY if wd is None else wd
             )
         else:
+            if spec.trains == "head":
+                lr = float(ctx.options.get("head_lr", HEAD_LR))
             self.optimizer = torch.optim.AdamW(
                 params, lr=lr, weight_decay=ADAMW_WEIGHT_DECAY if wd is None else wd
             )
@@ -529,7 +580,8 @@ def train_classifier(
         method: a name of :data:`cytolt.classify.methods.METHODS` (docs/classify_methods.md).
         epochs: epochs of the method's stage (for a stage-2 method, of the second stage; a training-free one
             ignores it).
-        batch_size, lr: crops per step; AdamW learning rate (SGD methods use ``options["sgd_lr"]``).
+        batch_size, lr: crops per step; AdamW learning rate (SGD methods use ``options["sgd_lr"]``, stages that
+            train the head alone ``options["head_lr"]``).
         width: ``CellClassifier`` width (features ``8 * width``); ignored with ``init``.
         seed: seeds the weights, the sampler and the augmentation.
         progress: a tqdm bar over the steps (stderr).

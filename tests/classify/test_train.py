@@ -90,13 +90,24 @@ def test_rfs_threshold_defaults_to_one_over_k() -> None:
     )
 
 
-def test_cdb_sampler_never_draws_the_held_out_crops() -> None:
+def test_cdb_sampler_is_class_level_and_never_draws_the_held_out_crops() -> None:
     labels = np.repeat([0, 1, 2], [20, 6, 4])
-    sampler = make_sampler("cdb", labels, 3, held_out=[0, 21, 27])
+    sampler = make_sampler("cdb", labels, 3, held_out=[0, 21, 27], cdb_tau=1.0)
     assert isinstance(sampler, samplers.CDBSampler) and len(sampler) == 27
     for epoch in range(3):
         sampler.set_epoch(epoch)
         assert not {0, 21, 27} & set(sampler)
+    # uniform weights before a measurement: class-balanced (each class 1/3 of the crop-weight mass)
+    mass = np.bincount(labels, weights=sampler.image_weights.numpy(), minlength=3)
+    np.testing.assert_allclose(mass / mass.sum(), [1 / 3] * 3)
+    # difficulty (0.2, 0.2, 0.6), tau 1: w = d / mean(d) = (0.6, 0.6, 1.8) -> class shares 0.2, 0.2, 0.6
+    sampler.update_difficulty(np.array([0.2, 0.2, 0.6]))
+    mass = np.bincount(labels, weights=sampler.image_weights.numpy(), minlength=3)
+    np.testing.assert_allclose(mass / mass.sum(), [0.2, 0.2, 0.6])
+    drawn = np.bincount(labels[list(sampler)], minlength=3)
+    assert drawn[2] > drawn[0] and drawn[2] > drawn[1]
+    with pytest.raises(ValueError, match="difficulty must have shape"):
+        sampler.update_difficulty(np.ones(2))
 
 
 def test_sampler_errors() -> None:

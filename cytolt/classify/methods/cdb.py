@@ -3,16 +3,18 @@
 Based Methods for Long-Tailed Visual Recognition", IJCV 2022).
 
 Difficulty ``d_c = 1 - A_c``, ``A_c`` the recall of class ``c`` on a held-out part of the training crops, is
-re-measured every K epochs (``options["cdb_every"]``, 1: the paper's setting) and drives both the loss weights (CDB-W,
-:class:`cytolt.losses.cdb.CDBLoss`, softmax cross-entropy weighted ``w[y] = d_y^tau`` normalised to mean 1) and the
-sampler (CDB-S, :class:`cytolt.samplers.CDBSampler`, a crop drawn with probability proportional to its class's
-weight); tau (``options["cdb_tau"]``) is the paper's dynamic ``2 sigmoid(max A / (min A + 0.01) - 1)``. Before the first measurement both
-are uniform.
+re-measured every K epochs (``options["cdb_every"]``; 1, the paper's setting) and drives both the loss weights
+(CDB-W, :class:`cytolt.losses.cdb.CDBLoss`, softmax cross-entropy weighted ``w[y] = d_y^tau`` normalised to mean 1)
+and the sampler (CDB-S at class level: class ``c`` drawn with probability proportional to ``w_c``, then a crop of it,
+:class:`cytolt.classify.train.ClassLevelCDBSampler`). tau (``options["cdb_tau"]``) is the paper's dynamic
+``2 sigmoid(max A / (min A + 0.01) - 1)``. Before the first measurement the loss is plain cross-entropy and the
+sampler class-balanced (uniform class weights).
 
-Adapted for cell crops: each crop is an "image" holding one class; the held-out part is ``HELD_OUT`` (10 %) of the
-training crops (``options["cdb_held_out"]``), stratified by class (:func:`cytolt.samplers.held_out_indices`), and never trained on; a class with
-no held-out crop (a class of one crop) gets difficulty 1, the most re-weighting, since it cannot be measured and is
-the rarest. The measurement itself is the training loop's (it also serves the ``cdb`` sampler alone).
+Adapted for cell crops: each crop is an "image" holding one class; the held-out part is ``HELD_OUT`` (10 %,
+``options["cdb_held_out"]``) of the training crops, stratified by class (:func:`cytolt.samplers.held_out_indices`),
+and never trained on (the cost: a class of two crops trains on one); a class with no held-out crop (a class of one
+crop) gets difficulty 1, the most re-weighting, since it cannot be measured and is the rarest. The measurement is the
+training loop's (it also serves the ``cdb`` sampler alone).
 """
 
 from __future__ import annotations
