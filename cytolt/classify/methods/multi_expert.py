@@ -142,8 +142,9 @@ class MultiExpertHead(nn.Module):
     """``(N, D) -> (N, K)``: E linear experts, scored as the mean of their logits.
 
     ``class_prior (K,)`` and ``taus (E,)`` are buffers (saved with the model; the prior is what the loss
-    adjusts by). In training mode the head keeps its last input in ``last_input`` (not saved): a training loop
-    whose loss sees only the logits (:class:`MultiExpertLoss`) reads it to re-score calibrated features.
+    adjusts by). In training mode the head keeps its last input in ``last_input`` (not saved, dropped by
+    ``eval()``): a training loop whose loss sees only the logits (:class:`MultiExpertLoss`) reads it to re-score
+    calibrated features.
     """
 
     def __init__(
@@ -178,6 +179,12 @@ class MultiExpertHead(nn.Module):
         if self.training:
             self.last_input = x
         return combine_experts(self.expert_logits(x))
+
+    def train(self, mode: bool = True) -> MultiExpertHead:
+        # Leaving training drops the cached batch (and its graph), so an evaluated model can be deep-copied.
+        if not mode:
+            self.last_input = None
+        return super().train(mode)
 
     def extra_repr(self) -> str:
         return f"experts={len(self.experts)}, num_classes={self.num_classes}, tau_spread={self.tau_spread}"

@@ -100,6 +100,8 @@ def test_head_scores_the_mean_and_round_trips() -> None:
     assert head.last_input is None  # eval mode keeps nothing
     head.train()(x)
     assert head.last_input is x
+    head.eval()
+    assert head.last_input is None  # so a trained model deep-copies (a cached non-leaf tensor would not)
     torch.testing.assert_close(head.class_prior, torch.tensor([50, 20, 5]) / 75.0)
     state = head.state_dict()
     assert {"class_prior", "taus"} <= set(state)
