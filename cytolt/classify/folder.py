@@ -3,12 +3,17 @@
 Layout, format version ``CLASSIFIER_FORMAT``; like the detector's (:mod:`cytolt.detect.model_folder`), safetensors
 and JSON, never a pickle::
 
-    MODEL_DIR/classifier.json           format, classes, mpp, crop_size, context, arch (width, in_channels, stem),
-                                        train_counts, method, head ({"type": ..., its config}), metrics, extra
+    MODEL_DIR/classifier.json           format, classes, mpp, crop_size, context, arch, train_counts, method,
+                                        head ({"type": ..., its config}), metrics, extra
     MODEL_DIR/classifier.safetensors    the model's state dict: weights and buffers (input normalisation, head state)
 
     folder = ClassifierFolder.read("models/cells")     # checks the files and fields, parses once
     model = folder.load()                               # CellClassifier with the head named in folder.head
+
+*Architectures*: ``arch["type"]`` is ``"resnet"`` (the default when absent: ``CellClassifier``, with ``width``,
+``in_channels``, ``stem``) or ``"vit"`` (:class:`~cytolt.classify.vit.TinyViT`, with its backbone's
+``ViTBackbone.config``: ``image_size`` (= ``crop_size``), ``patch_size``, ``dim``, ``depth``, ``heads``,
+``in_channels``; LiVT's model).
 
 *Heads*: ``head["type"]`` names a builder in a small registry (:func:`register_head`); ``"linear"`` (the plain
 ``nn.Linear``) is built in. A long-tail method registers its head when its module is imported; :meth:`load`
@@ -36,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from cytolt.classify.model import STEMS, CellClassifier
+from cytolt.classify.vit import TinyViT, ViTBackbone
 
 __all__ = [
     "CLASSIFIER_FORMAT",
@@ -49,6 +55,8 @@ __all__ = [
 
 # 1: classifier.json + classifier.safetensors as in the module docstring.
 CLASSIFIER_FORMAT = 1
+ARCH_TYPES = ("resnet", "vit")
+_VIT_KEYS = ("image_size", "patch_size", "dim", "depth", "heads", "in_channels")
 METHODS_PACKAGE = "cytolt.classify.methods"  # imported on demand: its modules register their heads
 
 HeadBuilder = Callable[..., nn.Module]
@@ -124,7 +132,9 @@ class ClassifierFolder:
 
     Attributes:
         path: the folder. classes: K class names in label order. mpp, crop_size, context: how crops are cut for
-        it (:mod:`cytolt.classify.crops`). width, in_channels, stem: the backbone. train_counts: (K,) training
+        it (:mod:`cytolt.classify.crops`). arch_type: ``"resnet"`` or ``"vit"``. width, in_channels, stem: the
+        ResNet backbone (a ViT's ``width`` is its ``dim``, its ``stem`` ``"patch"``). vit: the ViT backbone's
+        config, or None. train_counts: (K,) training
         crops per class. method: the long-tail method's name. head: ``{"type": ..., config}``. metrics: the
         evaluation written at train time, or None. meta: the whole classifier.json.
     """
@@ -141,9 +151,15 @@ class ClassifierFolder:
             self.crop_size = int(meta["crop_size"])
             self.context = float(meta["context"])
             arch = meta["arch"]
-            self.width = int(arch["width"])
-            self.in_channels = int(arch.get("in_channels", 3))
-            self.stem = str(arch.get("stem", "s2"))
+            self.arch_type = str(arch.get("type", "resnet"))
+            self.vit: dict[str, int] | None = None
+            if self.arch_type == "vit":
+                self.vit = {key: int(arch[key]) for key in _VIT_KEYS}
+                self.width, self.in_channels, self.stem = self.vit["dim"], self.vit["in_channels"], "patch"
+            else:
+                self.width = int(arch["width"])
+                self.in_channels = int(arch.get("in_channels", 3))
+                self.stem = str(arch.get("stem", "s2"))
             self.train_counts = tuple(int(n) for n in meta["train_counts"])
             self.method = str(meta["method"])
             self.head = dict(meta["head"])
@@ -162,7 +178,16 @@ class ClassifierFolder:
             problems.append("crop_size, arch.width and arch.in_channels must be >= 1")
         if not (math.isfinite(self.context) and self.context >= 0):
             problems.append(f"context {self.context} is negative")
-        if self.stem not in STEMS:
+        if self.arch_type not in ARCH_TYPES:
+            problems.append(f"arch.type {self.arch_type!r} is not one of {', '.join(ARCH_TYPES)}")
+        elif self.vit is not None:
+            if self.vit["image_size"] != self.crop_size:
+                problems.append(
+                    f"arch.image_size {self.vit['image_size']} differs from crop_size {self.crop_size}"
+                )
+            if min(self.vit.values()) < 1 or self.vit["image_size"] % self.vit["patch_size"]:
+                problems.append(f"arch {self.vit} is not a ViT shape (sizes >= 1, patches tiling the crop)")
+        elif self.stem not in STEMS:
             problems.append(f"arch.stem {self.stem!r} is not one of {', '.join(STEMS)}")
         if not isinstance(self.head.get("type"), str):
             problems.append("head has no 'type'")
@@ -210,15 +235,18 @@ class ClassifierFolder:
             )
         return cls(folder, meta)
 
-    def build(self) -> CellClassifier:
+    def build(self) -> CellClassifier | TinyViT:
         """The model this folder describes, freshly initialised (weights not loaded)."""
-        model = CellClassifier(
-            len(self.classes), width=self.width, in_channels=self.in_channels, stem=self.stem
-        )
+        if self.vit is not None:
+            model: CellClassifier | TinyViT = TinyViT(len(self.classes), backbone=ViTBackbone(**self.vit))
+        else:
+            model = CellClassifier(
+                len(self.classes), width=self.width, in_channels=self.in_channels, stem=self.stem
+            )
         model.head = build_head(self.head, model.feature_dim, model.num_classes)
         return model
 
-    def load(self, *, device: str | torch.device = "cpu") -> CellClassifier:
+    def load(self, *, device: str | torch.device = "cpu") -> CellClassifier | TinyViT:
         """The trained model in eval mode on ``device``: :meth:`build`, then the weights (strictly).
 
         Raises:
@@ -259,7 +287,7 @@ class ClassifierFolder:
     def write(
         cls,
         path: str | os.PathLike[str],
-        model: CellClassifier,
+        model: CellClassifier | TinyViT,
         *,
         classes: Sequence[str],
         mpp: float,
@@ -285,6 +313,8 @@ class ClassifierFolder:
         if len(train_counts) != len(classes):
             raise ValueError(f"{len(train_counts)} train_counts for {len(classes)} classes")
         head_spec(str(dict(head).get("type")))  # an unknown type fails here, not when screening loads it
+        if isinstance(model, TinyViT) and model.backbone.image_size != int(crop_size):
+            raise ValueError(f"the ViT takes {model.backbone.image_size} px crops; crop_size is {crop_size}")
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
@@ -294,12 +324,7 @@ class ClassifierFolder:
             "mpp": float(mpp),
             "crop_size": int(crop_size),
             "context": float(context),
-            "arch": {
-                "name": "resnet18",
-                "width": model.width,
-                "in_channels": model.in_channels,
-                "stem": model.stem,
-            },
+            "arch": _arch(model),
             "train_counts": [int(n) for n in train_counts],
             "method": str(method),
             "head": dict(head),
@@ -316,3 +341,18 @@ class ClassifierFolder:
         tmp_weights.replace(out / cls.WEIGHTS)
         tmp_meta.replace(out / cls.META)
         return cls.read(out)
+
+
+def _arch(model: CellClassifier | TinyViT) -> dict[str, Any]:
+    """``classifier.json``'s ``arch`` record of ``model`` (module docstring, *Architectures*)."""
+    if isinstance(model, TinyViT):
+        return {"type": "vit", "name": "tinyvit", **model.backbone.config}
+    if isinstance(model, CellClassifier):
+        return {
+            "type": "resnet",
+            "name": "resnet18",
+            "width": model.width,
+            "in_channels": model.in_channels,
+            "stem": model.stem,
+        }
+    raise TypeError(f"ClassifierFolder saves a CellClassifier or a TinyViT; got {type(model).__name__}")

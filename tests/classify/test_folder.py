@@ -18,8 +18,10 @@ from cytolt.classify.folder import (
     registered_heads,
 )
 from cytolt.classify.model import CellClassifier
+from cytolt.classify.vit import TinyViT, ViTBackbone
 
 CLASSES = ("a", "b", "c")
+VIT = {"image_size": 16, "patch_size": 8, "dim": 8, "depth": 1, "heads": 2, "in_channels": 3}
 
 
 def _trained(width: int = 2, stem: str = "s2") -> CellClassifier:
@@ -65,6 +67,33 @@ def test_write_read_load_gives_identical_logits(tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
     assert torch.equal(loaded.backbone.mean, model.backbone.mean)
+
+
+def test_a_vit_round_trips_with_its_shape_and_head(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = TinyViT(3, backbone=ViTBackbone(**VIT))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    import cytolt.classify.methods  # noqa: F401  (registers 'sigmoid_norm')
+    from cytolt.classify.methods.grad_libra import SigmoidNormHead
+
+    model.head = SigmoidNormHead(nn.Linear(8, 3))
+    model.eval()
+    folder = _write(tmp_path / "vit", model, head={"type": "sigmoid_norm"}, method="livt")
+    meta = json.loads((folder.path / "classifier.json").read_text())
+    assert meta["arch"] == {"type": "vit", "name": "tinyvit", **VIT}
+    back = ClassifierFolder.read(folder.path)
+    assert back.arch_type == "vit" and back.vit == VIT and (back.width, back.stem) == (8, "patch")
+    loaded = back.load()
+    assert isinstance(loaded, TinyViT) and loaded.backbone.config == VIT
+    x = torch.rand(4, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    # A ViT only takes its own crop size; a ResNet folder says it is one.
+    with pytest.raises(ValueError, match="the ViT takes 16 px crops; crop_size is 32"):
+        _write(tmp_path / "bad", model, head={"type": "sigmoid_norm"}, crop_size=32)
+    assert ClassifierFolder.read(_write(tmp_path / "r", _trained()).path).arch_type == "resnet"
 
 
 class _Scaled(nn.Module):
@@ -117,6 +146,10 @@ def test_unknown_heads_fail_when_written_and_when_loaded(tmp_path: Path) -> None
         ({"classes": ["a", "b"]}, "2 classes"),  # train_counts no longer fit
         ({"mpp": -1}, "mpp -1.0 is not positive"),
         ({"arch": {"width": 2, "stem": "s9"}}, "arch.stem 's9'"),
+        ({"arch": {"type": "mlp", "width": 2}}, "arch.type 'mlp' is not one of resnet, vit"),
+        ({"arch": {"type": "vit", **VIT, "image_size": 32}}, "arch.image_size 32 differs from crop_size 16"),
+        ({"arch": {"type": "vit", **VIT, "patch_size": 5}}, "not a ViT shape"),
+        ({"arch": {"type": "vit", "image_size": 16}}, "not a valid classifier description"),
         ({"format": 7}, "format 7 is newer"),
         ({"head": {"kind": "linear"}}, "head has no 'type'"),
         ({"crop_size": "big"}, "not a valid classifier description"),
