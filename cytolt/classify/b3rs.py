@@ -27,14 +27,16 @@ block without replacement (every crop of a block once before any twice), and BET
 ``period`` steps are our reading; constants: 3 blocks (many / medium / few, as the OLTR grouping), power 0,
 an embedded batch of half the main batch every step.
 
-Both samplers are batch samplers (``DataLoader(batch_sampler=...)``) that draw from their own
-``torch.Generator`` seeded with ``seed + epoch`` (``set_epoch``), like ``cytolt.samplers``.
+Both samplers are batch samplers (``DataLoader(batch_sampler=...)``, or the classifier loop's ``build_sampler``
+hook, which trains on their batches as they come) that draw from their own ``torch.Generator`` seeded with
+``seed + epoch`` (``set_epoch``), like ``cytolt.samplers``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -102,7 +104,10 @@ def _cycled_permutations(members: np.ndarray, total: int, generator: torch.Gener
 
 
 class _SeededBatchSampler(Sampler[list[int]]):
-    """Shared seed / epoch handling: epoch e draws with ``seed + e``."""
+    """Shared seed / epoch handling: epoch e draws with ``seed + e``. ``yields_batches`` tells the classifier's
+    training loop to train on these batches as they come (:func:`cytolt.classify.methods.spec.yields_batches`)."""
+
+    yields_batches: ClassVar[bool] = True
 
     def __init__(self, seed: int) -> None:
         if not isinstance(seed, int | np.integer):
@@ -254,26 +259,3 @@ class BatchEmbeddedSampler(_SeededBatchSampler):
 
     def __len__(self) -> int:
         return self.num_batches
-
-
-class FlattenedBatches(Sampler[int]):
-    """The indices of a batch sampler's batches, one batch after the other, for a loop that cuts a flat index
-    stream into batches of a fixed size: with batches of exactly that size (B3RS; BET with ``period=1`` and
-    ``drop_last``) the loop's batches are the batch sampler's. ``set_epoch`` is passed on."""
-
-    def __init__(self, batches: B3RSBatchSampler | BatchEmbeddedSampler) -> None:
-        self.batches = batches
-
-    def set_epoch(self, epoch: int) -> None:
-        self.batches.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[int]:
-        for batch in self.batches:
-            yield from batch
-
-    def __len__(self) -> int:
-        if isinstance(self.batches, BatchEmbeddedSampler):
-            b = self.batches
-            embeds = math.ceil(b.num_batches / b.period)
-            return min(len(b.labels), b.num_batches * b.batch_size) + embeds * b.embed_size
-        return self.batches.num_batches * self.batches.batch_size

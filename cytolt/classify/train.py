@@ -17,8 +17,8 @@ Glossary
 
 Recipe (defaults): AdamW (weight decay 0.05) or, for methods whose argument assumes it, SGD with momentum 0.9
 (weight decay 5e-4, learning rate ``options["sgd_lr"]``); a classifier trained on frozen features (stage 2) at
-``options["head_lr"]``; cosine learning-rate decay per step to 0; batches of ``batch_size`` crops in sampler order
-(a last batch of one crop is dropped: batch norm needs two); light augmentation suited to cells, which have no orientation: random horizontal flip, random 90-degree rotation and a
+``options["head_lr"]``; cosine learning-rate decay per step to 0; batches of ``batch_size`` crops in sampler order, or
+a method's batch sampler's batches as they come (a last batch of one crop is dropped: batch norm needs two); light augmentation suited to cells, which have no orientation: random horizontal flip, random 90-degree rotation and a
 brightness factor in ``[0.9, 1.1]``. Everything random draws from generators seeded with ``seed`` (sampler,
 augmentation) and ``torch.manual_seed(seed)`` before the weights are initialised, so a run is reproducible on
 one machine.
@@ -49,6 +49,7 @@ from cytolt.classify.methods.spec import (
     crop_tensor,
     eval_logits,
     per_class_recall,
+    yields_batches,
 )
 from cytolt.classify.metrics import classification_report
 from cytolt.classify.model import CellClassifier
@@ -129,19 +130,25 @@ class TrainResult:
 
 
 class InstanceSampler(samplers._EpochSampler):
-    """Every index of ``0..n-1`` once per epoch, shuffled with the epoch's generator."""
+    """Every index of ``0..n-1`` not in ``exclude`` once per epoch, shuffled with the epoch's generator."""
 
-    def __init__(self, n: int, *, seed: int = 0) -> None:
+    def __init__(self, n: int, *, seed: int = 0, exclude: list[int] | None = None) -> None:
         super().__init__(seed=seed, rank=0, world_size=1, infinite=False)
-        if n < 1:
-            raise ValueError(f"InstanceSampler: need at least one index; got {n}")
+        keep = torch.ones(max(int(n), 0), dtype=torch.bool)
+        if exclude:
+            keep[torch.as_tensor(exclude, dtype=torch.long)] = False
+        self.indices = torch.nonzero(keep).flatten()
+        if len(self.indices) < 1:
+            raise ValueError(
+                f"InstanceSampler: need at least one index; got {n}, {len(exclude or [])} excluded"
+            )
         self.n = int(n)
 
     def _epoch_indices(self, generator: torch.Generator) -> Tensor:
-        return torch.randperm(self.n, generator=generator)
+        return self.indices[torch.randperm(len(self.indices), generator=generator)]
 
     def _expected_epoch_size(self) -> float:
-        return float(self.n)
+        return float(len(self.indices))
 
 
 class ClassAwareSampler(samplers._EpochSampler):
@@ -240,13 +247,11 @@ def make_sampler(
     cdb_tau: float | str = cdb.CDB_TAU,
 ) -> Sampler[int]:
     """The sampler called ``name`` (module glossary) over crops with ``labels (N,)``; ``held_out`` crops are never
-    drawn (CDB's held-out part; the instance sampler, which has none, refuses them)."""
+    drawn (the rfs sampler, whose repeat factors count every crop, refuses them)."""
     held_out = list(held_out or [])
     labels = np.asarray(labels, dtype=np.int64)
     if name == "instance":
-        if held_out:
-            raise ValueError("make_sampler: the instance sampler takes no held-out crops")
-        return InstanceSampler(len(labels), seed=seed)
+        return InstanceSampler(len(labels), seed=seed, exclude=held_out)
     if name in _CLASS_POWER:
         return ClassAwareSampler(labels, power=_CLASS_POWER[name], seed=seed, exclude=held_out)
     image_classes = [{int(y)} for y in labels]
@@ -338,9 +343,18 @@ class Stage:
         return [p for p in module.parameters() if p.requires_grad]
 
     def _batches_per_epoch(self) -> int:
+        if yields_batches(self.ctx.sampler):
+            return len(self.ctx.sampler)
         n = len(self.ctx.sampler)
         full, rest = divmod(n, self.batch_size)
         return full + (rest > 1)
+
+    def _epoch_batches(self) -> list[np.ndarray]:
+        """This epoch's batches: the batch sampler's as they come, else the flat order cut into ``batch_size``."""
+        if yields_batches(self.ctx.sampler):
+            return [np.asarray(list(batch), dtype=np.int64) for batch in self.ctx.sampler]
+        order = np.fromiter(iter(self.ctx.sampler), dtype=np.int64)
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
     def _set_lr(self) -> float:
         # cosine decay per step from base_lr to 0 over the stage (held at 0 if an epoch draws more batches)
@@ -384,11 +398,9 @@ class Stage:
         history row (also appended to :attr:`history`)."""
         ctx, start = self.ctx, time.perf_counter()
         ctx.sampler.set_epoch(epoch)
-        order = np.fromiter(iter(ctx.sampler), dtype=np.int64)
         labels_all = np.asarray(ctx.train.labels, dtype=np.int64)
         losses, seen = [], 0
-        for first in range(0, len(order), self.batch_size):
-            batch = order[first : first + self.batch_size]
+        for batch in self._epoch_batches():
             if len(batch) < 2:
                 continue  # batch norm cannot train on one crop
             x = crop_tensor(ctx.train.images[batch], ctx.device)
@@ -483,9 +495,10 @@ def prepare_stage(
     init: nn.Module | None = None,
     device: str | torch.device = "cpu",
 ) -> Stage:
-    """Set up ``method``'s stage (arguments as :func:`train_classifier`): the model (a copy of ``init``; a new
-    ``CellClassifier``; or, for a stage-2 method without ``init``, a ``ce`` model trained first), the method's head,
-    loss, sampler and optimiser. Nothing of this stage is trained yet."""
+    """Set up ``method``'s stage (arguments as :func:`train_classifier`): the model (a copy of ``init``; for a
+    stage-2 method without ``init``, a ``ce`` model trained first; the method's ``build_model``; else a new
+    ``CellClassifier``), the method's head, loss, held-out crops, sampler and optimiser. Nothing of this stage is
+    trained yet (a ``build_model`` may have pre-trained the network)."""
     spec = get_method(method)
     options = _check_options(spec, options)
     num_classes = _check_crops(train, val)
@@ -493,6 +506,19 @@ def prepare_stage(
         raise ValueError(f"epochs must be >= 0; got {epochs}")
     device = torch.device(device)
     history: list[dict[str, Any]] = []
+    ctx = MethodContext(
+        model=None,
+        train=train,
+        val=val,
+        counts=np.asarray(train.counts(), dtype=np.int64),
+        options=options,
+        epochs=int(epochs),
+        seed=int(seed),
+        device=device,
+        batch_size=int(batch_size),
+        width=int(width),
+        progress=bool(progress),
+    )
     if init is not None:
         if int(getattr(init, "num_classes", -1)) != num_classes:
             raise ValueError(
@@ -517,18 +543,16 @@ def prepare_stage(
             device=device,
         )
         model, history = first.model, first.history
+    elif spec.build_model is not None:
+        built = spec.build_model(ctx)
+        model, history = built.module.to(device), list(built.history)
+        if int(getattr(model, "num_classes", -1)) != num_classes:
+            raise ValueError(
+                f"method {spec.name!r} built a model of {getattr(model, 'num_classes', '?')} classes"
+            )
     else:
         model = _new_model(num_classes, width, seed).to(device)
-    ctx = MethodContext(
-        model=model,
-        train=train,
-        val=val,
-        counts=np.asarray(train.counts(), dtype=np.int64),
-        options=options,
-        epochs=int(epochs),
-        seed=int(seed),
-        device=device,
-    )
+    ctx.model = model
     if spec.build_head is not None:
         torch.manual_seed(seed)
         head = spec.build_head(ctx)
@@ -543,18 +567,21 @@ def prepare_stage(
     ctx.loss = (spec.build_loss(ctx) if spec.build_loss is not None else CrossEntropyLoss()).to(device)
     if spec.trains != "none":
         sampler = options.get("sampler") or spec.sampler
-        if sampler == "cdb":
-            held = float(options.get("cdb_held_out", cdb.HELD_OUT))
+        held = float(options.get("cdb_held_out", cdb.HELD_OUT)) if sampler == "cdb" else spec.held_out
+        if held:
             ctx.held_out = samplers.held_out_indices([{int(y)} for y in train.labels], held, seed=seed)
-        ctx.sampler = make_sampler(
-            sampler,
-            np.asarray(train.labels),
-            num_classes,
-            seed=seed,
-            held_out=ctx.held_out,
-            rfs_thr=options.get("rfs_thr", RFS_THR),
-            cdb_tau=options.get("cdb_tau", cdb.CDB_TAU),
-        )
+        if spec.build_sampler is not None and not options.get("sampler"):
+            ctx.sampler = spec.build_sampler(ctx)
+        else:
+            ctx.sampler = make_sampler(
+                sampler,
+                np.asarray(train.labels),
+                num_classes,
+                seed=seed,
+                held_out=ctx.held_out,
+                rfs_thr=options.get("rfs_thr", RFS_THR),
+                cdb_tau=options.get("cdb_tau", cdb.CDB_TAU),
+            )
     return Stage(spec, ctx, head_config, lr=lr, batch_size=batch_size, history=history)
 
 

@@ -13,10 +13,12 @@ import torch
 from cytolt import samplers
 from cytolt.classify.folder import ClassifierFolder
 from cytolt.classify.methods import METHODS
-from cytolt.classify.methods.spec import crop_tensor, eval_logits
+from cytolt.classify.methods.spec import BuiltModel, MethodSpec, crop_tensor, eval_logits
 from cytolt.classify.model import CellClassifier
 from cytolt.classify.synth_crops import make_crop_set
 from cytolt.classify.train import (
+    ADAMW_WEIGHT_DECAY,
+    SGD_WEIGHT_DECAY,
     ClassAwareSampler,
     InstanceSampler,
     augment,
@@ -24,6 +26,7 @@ from cytolt.classify.train import (
     prepare_stage,
     train_classifier,
 )
+from cytolt.classify.vit import TinyViT, ViTBackbone
 
 WIDTH = 4
 
@@ -43,6 +46,11 @@ def stage_one(crops):
     """An (untrained) stage-1 model: stage-2 methods start from it in these tests."""
     torch.manual_seed(0)
     return CellClassifier(len(crops.class_names), width=WIDTH)
+
+
+# Methods whose defaults are too slow for a unit test: livt's MGP pre-training of the cpu-size ViT.
+FAST = {"livt": {"mgp_epochs": 1, "vit": {"patch_size": 8, "dim": 8, "depth": 1, "heads": 2}}}
+FAST["livt"]["decoder"] = {"dim": 8, "depth": 1, "heads": 2}
 
 
 def _init(method: str, stage_one):
@@ -114,7 +122,17 @@ def test_sampler_errors() -> None:
     with pytest.raises(ValueError, match="sampler must be one of 'instance', 'class_balanced'"):
         make_sampler("uniform", np.zeros(3, np.int64), 1)
     with pytest.raises(ValueError, match="takes no held-out crops"):
-        make_sampler("instance", np.zeros(3, np.int64), 1, held_out=[0])
+        make_sampler("rfs", np.zeros(3, np.int64), 1, held_out=[0])
+    with pytest.raises(ValueError, match="need at least one index"):
+        make_sampler("instance", np.zeros(2, np.int64), 1, held_out=[0, 1])
+
+
+def test_instance_sampler_leaves_the_held_out_crops_out() -> None:
+    sampler = make_sampler("instance", np.zeros(10, np.int64), 1, held_out=[2, 7], seed=1)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        drawn = list(sampler)
+        assert sorted(drawn) == [0, 1, 3, 4, 5, 6, 8, 9] and len(sampler) == 8
     with pytest.raises(ValueError, match="every crop is excluded"):
         ClassAwareSampler(np.zeros(2, np.int64), power=0.0, exclude=[0, 1])
 
@@ -150,7 +168,9 @@ def test_augment_is_a_dihedral_turn_times_a_brightness_factor() -> None:
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_loss_falls_on_a_fixed_batch(method: str, crops, stage_one) -> None:
-    stage = prepare_stage(method, crops, epochs=1, width=WIDTH, lr=1e-2, init=_init(method, stage_one))
+    stage = prepare_stage(
+        method, crops, epochs=1, width=WIDTH, lr=1e-2, init=_init(method, stage_one), options=FAST.get(method)
+    )
     if stage.optimizer is None:
         assert METHODS[method].trains == "none"
         return
@@ -168,7 +188,14 @@ def test_one_epoch_then_the_folder_loads_back_identically(
     method: str, crops, val, stage_one, tmp_path
 ) -> None:
     result = train_classifier(
-        crops, val, method=method, epochs=1, width=WIDTH, progress=False, init=_init(method, stage_one)
+        crops,
+        val,
+        method=method,
+        epochs=1,
+        width=WIDTH,
+        progress=False,
+        init=_init(method, stage_one),
+        options=FAST.get(method),
     )
     assert result.method == method and result.head["type"]
     assert result.val_report is not None and 0 <= result.val_report["balanced_accuracy"] <= 1
@@ -255,3 +282,103 @@ def test_options_and_input_errors(crops, val) -> None:
         train_classifier(
             crops, method="tau_norm", width=WIDTH, init=CellClassifier(11, width=4), progress=False
         )
+
+
+# ----------------------------------------------------------------------------------------------- spec hooks
+
+
+def _register(monkeypatch, spec: MethodSpec) -> str:
+    monkeypatch.setitem(METHODS, spec.name, spec)
+    return spec.name
+
+
+class _FixedBatches:
+    """A batch sampler of given batches (the same every epoch); records the epochs it was set to."""
+
+    yields_batches = True
+
+    def __init__(self, batches: list[list[int]]) -> None:
+        self.batches, self.epochs = batches, []
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epochs.append(epoch)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def test_build_sampler_batches_are_trained_on_as_they_come(crops, monkeypatch) -> None:
+    # Batches of 3, 5 and 1 crops (the one-crop batch is skipped: batch norm needs two), whatever batch_size says.
+    batches = [[0, 1, 2], [3, 4, 5, 6, 7], [8]]
+    sampler = _FixedBatches(batches)
+    name = _register(
+        monkeypatch, MethodSpec(name="fixed_batches", paper="-", build_sampler=lambda ctx: sampler)
+    )
+    stage = prepare_stage(name, crops, epochs=2, width=WIDTH, batch_size=64)
+    assert stage.ctx.sampler is sampler and stage.total_steps == 2 * 3
+    seen = []
+    original = stage.step
+    stage.step = lambda x, y: seen.append(y.tolist()) or original(x, y)
+    rows = [stage.run_epoch(e) for e in range(2)]
+    assert sampler.epochs == [0, 1] and [r["samples"] for r in rows] == [8, 8]
+    assert seen == [crops.labels[b].tolist() for b in batches[:2]] * 2
+    # An explicit sampler option replaces the method's own.
+    stage = prepare_stage(name, crops, width=WIDTH, options={"sampler": "sqrt"})
+    assert isinstance(stage.ctx.sampler, ClassAwareSampler)
+
+
+def test_held_out_crops_of_a_spec_are_never_trained_on(crops, monkeypatch) -> None:
+    name = _register(monkeypatch, MethodSpec(name="holds_out", paper="-", held_out=0.2))
+    stage = prepare_stage(name, crops, epochs=1, width=WIDTH)
+    held = samplers.held_out_indices([{int(y)} for y in crops.labels], 0.2, seed=0)
+    assert stage.ctx.held_out == held and len(held) == round(0.2 * len(crops))
+    drawn = set(stage.ctx.sampler)
+    assert not drawn & set(held) and drawn | set(held) == set(range(len(crops)))
+    # Tail classes of two or more crops keep one crop out (stratified); the plain spec holds nothing out.
+    assert set(crops.labels[held]) == set(range(len(crops.class_names)))
+    assert prepare_stage("ce", crops, width=WIDTH).ctx.held_out == []
+
+
+def test_build_model_supplies_the_network_unless_init_is_given(crops, monkeypatch) -> None:
+    k = len(crops.class_names)
+    built = []
+
+    def build(ctx) -> BuiltModel:
+        assert ctx.model is None and ctx.width == 7 and ctx.batch_size == 16
+        built.append(TinyViT(k, backbone=ViTBackbone(image_size=32, patch_size=16, dim=8, depth=1, heads=2)))
+        return BuiltModel(built[-1], [{"stage": "pre", "epoch": 1, "loss": 0.5}])
+
+    name = _register(monkeypatch, MethodSpec(name="builds", paper="-", build_model=build))
+    result = train_classifier(crops, method=name, epochs=1, width=7, batch_size=16, progress=False)
+    assert result.model is built[0] and [row["stage"] for row in result.history] == ["pre", 1]
+    with_init = train_classifier(
+        crops, method=name, epochs=0, width=7, batch_size=16, init=built[0], progress=False
+    )
+    assert len(built) == 1 and isinstance(with_init.model, TinyViT) and with_init.history == []
+    wrong = MethodSpec(
+        name="builds_wrong", paper="-", build_model=lambda ctx: BuiltModel(CellClassifier(2), [])
+    )
+    with pytest.raises(ValueError, match="built a model of 2 classes"):
+        prepare_stage(_register(monkeypatch, wrong), crops)
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "kind", "decay"),
+    [
+        ("tde", None, torch.optim.SGD, SGD_WEIGHT_DECAY),  # an SGD spec without weight_decay: SGD's default
+        ("tde", {"weight_decay": 0.01}, torch.optim.SGD, 0.01),
+        ("vmf", None, torch.optim.SGD, METHODS["vmf"].weight_decay),
+        ("ce", None, torch.optim.AdamW, ADAMW_WEIGHT_DECAY),
+        ("bal_bce", None, torch.optim.AdamW, METHODS["bal_bce"].weight_decay),
+        ("ce", {"weight_decay": 0.0}, torch.optim.AdamW, 0.0),
+    ],
+)
+def test_weight_decay_is_the_optimisers_default_unless_the_spec_or_options_set_it(
+    crops, method, options, kind, decay
+) -> None:
+    stage = prepare_stage(method, crops, width=WIDTH, options=options)
+    assert type(stage.optimizer) is kind
+    assert all(group["weight_decay"] == decay for group in stage.optimizer.param_groups)

@@ -29,6 +29,9 @@ Adapted, and why:
   few meta-steps, and the weights stay fixed during the next epoch (the loop has no per-step hook).
 - Adam's learning rate is 1e-3 instead of the authors' 1e-5: they take ~1e5 meta-steps (one per iteration of a
   CIFAR schedule); a cell-crop run takes tens to hundreds, at which 1e-5 leaves ``phi`` at its random start.
+- The held-out data are ``HELD_OUT`` (10 %, CDB's share) of the training crops, stratified by class
+  (``MethodSpec.held_out``: the loop never trains on them), not a separate meta set or the validation crops, so the
+  meta-update does not learn on what the model is evaluated on.
 - The virtual step's learning rate is an explicit ``inner_lr`` (default 0.1, the authors' SGD rate) rather than
   the real optimiser's: cytolt trains with AdamW at 1e-3, whose rate would make the hypergradient vanish next to
   the driver loss.
@@ -59,6 +62,7 @@ from cytolt.losses.cdb import cdb_cross_entropy
 __all__ = [
     "DIFFICULTY_NET",
     "DRIVER_WEIGHT",
+    "HELD_OUT",
     "HIDDEN",
     "INNER_LR",
     "META_BATCH",
@@ -283,17 +287,19 @@ class DifficultyNetLoss(nn.Module):
 # (measured on 2 shared CPU cores); the authors take one per training iteration.
 META_STEPS = 5
 META_BATCH = 64
+HELD_OUT = (
+    0.1  # fraction of train held out for the accuracies and meta-steps (CDB's, cytolt.classify.methods.cdb)
+)
 
 
 def _meta_split(ctx: MethodContext) -> tuple[Any, str]:
-    """The crops the accuracies and meta-steps use: the loop's held-out part of train, else the validation set."""
-    if ctx.held_out:
-        return ctx.train.subset(ctx.held_out), "held_out"
-    if ctx.val is not None and len(ctx.val):
-        return ctx.val, "val"
-    raise ValueError(
-        "difficulty_net needs held-out crops to measure per-class accuracy and take meta-steps on: pass val=..."
-    )
+    """The crops the accuracies and meta-steps use: the loop's held-out part of train (``HELD_OUT``), never val."""
+    if not ctx.held_out:
+        raise ValueError(
+            "difficulty_net needs held-out training crops to measure per-class accuracy and take meta-steps on "
+            "(the loop holds out DIFFICULTY_NET.held_out of train; too few crops?)"
+        )
+    return ctx.train.subset(ctx.held_out), "held_out"
 
 
 def _weighter(ctx: MethodContext) -> DifficultyNetWeighter:
@@ -370,6 +376,7 @@ def _epoch_end(ctx: MethodContext, epoch: int) -> dict[str, Any]:
 DIFFICULTY_NET = MethodSpec(
     name="difficulty_net",
     paper="Sinha and Ohashi, Difficulty-Net: Learning to Predict Difficulty for Long-Tailed Recognition, WACV 2023",
+    held_out=HELD_OUT,
     build_loss=_build_loss,
     epoch_end=_epoch_end,
     options={

@@ -5,11 +5,12 @@ pre-trained by masked generative pre-training on the training crops without thei
 
 Bal-BCE is LiVT's loss as its code writes it: K independent sigmoids on one-hot targets, each logit shifted by
 its class's prior log-odds ``log(pi_c / (1 - pi_c))`` with ``pi_c = n_c / N``, summed over the K classes and
-averaged over the crops (``C * BCE-mean``); inference scores with the raw logits. The registry's ``bal_bce`` method
-is that fine-tuning stage on whatever model the loop trains (a ResNet by default, the loss alone); LiVT itself is
-:func:`train_livt`, which pre-trains the ViT and hands it to the loop as ``init`` (the loop builds ResNets and a
-method spec cannot build a model). At inference the K sigmoid scores are normalised to sum 1 (grad_libra's
-``sigmoid_norm`` head), so the report and screening get probabilities from a sigmoid-trained classifier.
+averaged over the crops (``C * BCE-mean``); inference scores with the raw logits. Two registry methods:
+``bal_bce`` is that fine-tuning stage on whatever model the loop trains (a ResNet by default, the loss alone);
+``livt`` is LiVT itself, whose ``build_model`` hook pre-trains a :class:`~cytolt.classify.vit.TinyViT` by MGP on
+the training crops (its epochs listed first in the history, stage ``"mgp"``) and hands it to the same fine-tuning.
+At inference the K sigmoid scores are normalised to sum 1 (grad_libra's ``sigmoid_norm`` head), so the report
+and screening get probabilities from a sigmoid-trained classifier.
 
 Adapted for cell crops on CPU (documented in docs/classify_methods_whitening_livt.md): a 0.2 M-parameter ViT on
 32-64 px crops instead of ViT-B/16 at 224 px; the training loop's recipe (AdamW, weight decay 0.05 as LiVT,
@@ -26,15 +27,15 @@ import numpy as np
 from torch import nn
 
 from cytolt.classify.methods.grad_libra import SigmoidNormHead
-from cytolt.classify.methods.spec import Head, MethodContext, MethodSpec, stage_one_linear
+from cytolt.classify.methods.spec import BuiltModel, Head, MethodContext, MethodSpec, stage_one_linear
+from cytolt.classify.mgp import DECODER_SIZES, MASK_RATIO, MGPResult, pretrain_mgp
 from cytolt.classify.mgp import LR as MGP_LR
-from cytolt.classify.mgp import MASK_RATIO, MGPResult, pretrain_mgp
-from cytolt.classify.vit import TinyViT
+from cytolt.classify.vit import VIT_SIZES, TinyViT
 from cytolt.losses.balanced_bce import BalancedBCELoss
 
-__all__ = ["BAL_BCE", "MGP_EPOCHS", "balanced_bce_classification_loss", "pretrained_vit", "train_livt"]
+__all__ = ["BAL_BCE", "LIVT", "MGP_EPOCHS", "balanced_bce_classification_loss", "pretrained_vit"]
 
-# MGP epochs of train_livt: 2 shared cores pre-train the cpu-size ViT on ~750 crops of 32 px in about a minute.
+# MGP epochs of livt: 2 shared cores pre-train the cpu-size ViT on ~750 crops of 32 px in about a minute.
 MGP_EPOCHS = 20
 FINETUNE_WEIGHT_DECAY = 0.05  # LiVT fine-tuning args
 
@@ -58,12 +59,14 @@ def _loss(ctx: MethodContext) -> nn.Module:
 
 
 def _finish(ctx: MethodContext) -> Head:
-    return Head(SigmoidNormHead(copy.deepcopy(stage_one_linear(ctx, "bal_bce"))), {"type": "sigmoid_norm"})
+    return Head(
+        SigmoidNormHead(copy.deepcopy(stage_one_linear(ctx, "bal_bce / livt"))), {"type": "sigmoid_norm"}
+    )
 
 
 BAL_BCE = MethodSpec(
     name="bal_bce",
-    paper="Xu et al., Learning Imbalanced Data with Vision Transformers, CVPR 2023 (Bal-BCE; LiVT is train_livt)",
+    paper="Xu et al., Learning Imbalanced Data with Vision Transformers, CVPR 2023 (Bal-BCE alone; LiVT is livt)",
     weight_decay=FINETUNE_WEIGHT_DECAY,
     build_loss=_loss,
     finish=_finish,
@@ -103,51 +106,47 @@ def pretrained_vit(
     return TinyViT(len(crops.class_names), backbone=copy.deepcopy(result.backbone)).to(device), result
 
 
-def train_livt(
-    train: Any,
-    val: Any = None,
-    *,
-    mgp_epochs: int = MGP_EPOCHS,
-    epochs: int = 10,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    seed: int = 0,
-    vit: dict[str, int] | None = None,
-    decoder: dict[str, int] | None = None,
-    progress: bool = True,
-    options: dict[str, Any] | None = None,
-    device: str = "cpu",
-) -> Any:
-    """LiVT on crop sets: MGP on ``train``'s images for ``mgp_epochs``, then ``bal_bce`` fine-tuning for ``epochs``.
+def _size(value: str | dict[str, int] | None, sizes: dict[str, dict[str, int]], what: str) -> dict[str, int]:
+    if isinstance(value, str):
+        if value not in sizes:
+            raise ValueError(
+                f"livt: {what} must be one of {', '.join(map(repr, sizes))} or a dict; got {value!r}"
+            )
+        return dict(sizes[value])
+    return dict(value or sizes["cpu"])
 
-    Returns the loop's ``TrainResult`` (model: the fine-tuned :class:`TinyViT`); its history lists the MGP epochs
-    first, as ``{"stage": "mgp", "epoch", "loss", "lr", "seconds"}``. Other arguments as ``train_classifier``.
-    """
-    from cytolt.classify.train import train_classifier
 
+def _pretrained_model(ctx: MethodContext) -> BuiltModel:
     model, mgp = pretrained_vit(
-        train,
-        epochs=mgp_epochs,
-        seed=seed,
-        batch_size=batch_size,
-        vit=vit,
-        decoder=decoder,
-        device=device,
-        progress=progress,
+        ctx.train,
+        epochs=int(LIVT.option(ctx, "mgp_epochs")),
+        seed=ctx.seed,
+        batch_size=ctx.batch_size,
+        lr=float(LIVT.option(ctx, "mgp_lr")),
+        mask_ratio=float(LIVT.option(ctx, "mask_ratio")),
+        vit=_size(LIVT.option(ctx, "vit"), VIT_SIZES, "vit"),
+        decoder=_size(LIVT.option(ctx, "decoder"), DECODER_SIZES, "decoder"),
+        device=str(ctx.device),
+        progress=ctx.progress,
     )
-    result = train_classifier(
-        train,
-        val,
-        method="bal_bce",
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        progress=progress,
-        options=options,
-        init=model,
-        device=device,
-    )
-    result.history = [{"stage": "mgp", **row} for row in mgp.history] + result.history
-    result.seconds += mgp.seconds
-    return result
+    return BuiltModel(model, [{"stage": "mgp", **row} for row in mgp.history])
+
+
+# LiVT: MGP pre-training of a TinyViT on the training crops (no labels), then Bal-BCE fine-tuning of the whole ViT
+# for ``epochs``. ``vit`` / ``decoder``: a size name ("cpu", "gpu") or a shape dict as pretrain_mgp takes it. With
+# ``init`` the given model is fine-tuned and no MGP runs.
+LIVT = MethodSpec(
+    name="livt",
+    paper="Xu et al., Learning Imbalanced Data with Vision Transformers, CVPR 2023 (MGP + Bal-BCE)",
+    weight_decay=FINETUNE_WEIGHT_DECAY,
+    build_model=_pretrained_model,
+    build_loss=_loss,
+    finish=_finish,
+    options={
+        "mgp_epochs": MGP_EPOCHS,
+        "mgp_lr": MGP_LR,
+        "mask_ratio": MASK_RATIO,
+        "vit": "cpu",
+        "decoder": "cpu",
+    },
+)

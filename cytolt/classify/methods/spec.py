@@ -13,10 +13,15 @@ Glossary
                     the model folder (``{"type": ..., **config}``).
     sampler name    ``"instance"``, ``"class_balanced"``, ``"sqrt"``, ``"rfs"``, ``"cdb"`` (see
                     :mod:`cytolt.classify.train`).
+    batch sampler   a sampler whose items are whole batches (lists of crop indices) rather than single indices;
+                    it says so with a true ``yields_batches`` attribute (:func:`yields_batches`), and the loop then
+                    trains on its batches as they come instead of cutting a flat stream into ``batch_size``.
 
-The loop (:func:`cytolt.classify.train.train_classifier`) reads only the spec: build the head, build the loss,
-train the parameters ``trains`` names with the spec's sampler and optimiser, call ``epoch_end`` after every epoch,
-then ``finish`` (post-hoc changes to the head). Adding a method is one module with a spec and one registry line.
+The loop (:func:`cytolt.classify.train.train_classifier`) reads only the spec: build the model (``build_model``,
+else a ``CellClassifier``), build the head, build the loss, hold ``held_out`` of the training crops out, train the
+parameters ``trains`` names with the spec's sampler (``build_sampler``, else the named one) and optimiser, call
+``epoch_end`` after every epoch, then ``finish`` (post-hoc changes to the head). Adding a method is one module with
+a spec and one registry line; a method module never imports the loop (the loop imports the methods).
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils.data import BatchSampler
 
 __all__ = [
+    "BuiltModel",
     "Head",
     "MethodContext",
     "MethodSpec",
@@ -39,6 +46,7 @@ __all__ = [
     "linear_head",
     "per_class_recall",
     "stage_one_linear",
+    "yields_batches",
 ]
 
 # Crops per forward pass when a hook scores a whole crop set (no gradient, eval mode).
@@ -52,25 +60,38 @@ class Head(NamedTuple):
     config: dict[str, Any]
 
 
+class BuiltModel(NamedTuple):
+    """What ``MethodSpec.build_model`` returns: the network (``CellClassifier``'s interface) and the history rows of
+    whatever trained it first (e.g. pre-training epochs), listed before the method's own epochs."""
+
+    module: nn.Module
+    history: list[dict[str, Any]]
+
+
 @dataclass
 class MethodContext:
     """What a method's hooks see. Built by the training loop; ``sampler`` and ``loss`` are set before training.
 
     Attributes:
-        model: the ``CellClassifier`` being trained (``.backbone``, ``.head``, ``.feature_dim``, ``.num_classes``).
-        train: the training ``CropSet`` (all of it; CDB's held-out crops are listed in ``held_out``).
+        model: the ``CellClassifier`` being trained (``.backbone``, ``.head``, ``.feature_dim``, ``.num_classes``);
+            ``None`` only while ``MethodSpec.build_model`` runs.
+        train: the training ``CropSet`` (all of it; held-out crops are listed in ``held_out``).
         val: the validation ``CropSet`` or ``None``.
         counts: ``(K,)`` int64 training crops per class (the whole training set, held-out crops included).
         options: the method's options (validated against ``MethodSpec.options``).
         epochs: epochs of this stage.
         seed: the run's seed.
         device: where the model lives.
-        held_out: indices into ``train`` kept out of training (CDB), else empty.
+        batch_size: crops per step (``train_classifier``'s; a batch sampler may make larger batches).
+        width: ``train_classifier``'s ``CellClassifier`` width.
+        progress: whether the caller asked for progress bars.
+        held_out: sorted indices into ``train`` kept out of training (``MethodSpec.held_out``, or the ``cdb``
+            sampler's ``options["cdb_held_out"]``), else empty.
         difficulty: ``(K,)`` per-class difficulty ``1 - recall`` measured on ``held_out`` after the last epoch
             (CDB), else ``None``.
     """
 
-    model: nn.Module
+    model: nn.Module | None
     train: Any
     val: Any
     counts: np.ndarray
@@ -78,6 +99,9 @@ class MethodContext:
     epochs: int
     seed: int
     device: torch.device
+    batch_size: int = 64
+    width: int = 16
+    progress: bool = False
     held_out: list[int] = field(default_factory=list)
     difficulty: np.ndarray | None = None
     sampler: Any = None
@@ -111,6 +135,14 @@ class MethodSpec:
         build_head: ``ctx -> Head`` installed as ``model.head`` before training; ``None`` keeps the model's head.
         build_loss: ``ctx -> loss module``, called as ``loss(logits (N, K), labels (N,)) -> scalar``; ``None`` is
             softmax cross-entropy.
+        build_model: ``ctx -> BuiltModel``, the network of a stage-1 method trained without ``init`` (``ctx.model``
+            is ``None`` then); ``None`` is a ``CellClassifier`` of ``width``. The folder must be able to save it
+            (:class:`cytolt.classify.folder.ClassifierFolder`: the ResNet or the ``TinyViT``).
+        build_sampler: ``ctx -> sampler`` replacing the named ``sampler``: a flat index sampler or a batch sampler
+            (module glossary), with ``set_epoch(epoch)`` and ``__len__`` (indices, or batches); never draws
+            ``ctx.held_out``. An explicit ``options["sampler"]`` still wins.
+        held_out: fraction of the training crops (stratified by class, seeded) kept out of training for the
+            method's hooks to measure on (``ctx.held_out``), e.g. a meta-update that must not learn on val.
         epoch_end: ``(ctx, epoch) -> dict`` called after each epoch (0-based); its items go into the history.
         finish: ``ctx -> Head`` called after training: the head used at inference (and saved), e.g. a post-hoc
             adjustment; ``None`` keeps the trained head.
@@ -126,6 +158,9 @@ class MethodSpec:
     weight_decay: float | None = None
     build_head: Callable[[MethodContext], Head] | None = None
     build_loss: Callable[[MethodContext], nn.Module] | None = None
+    build_model: Callable[[MethodContext], BuiltModel] | None = None
+    build_sampler: Callable[[MethodContext], Any] | None = None
+    held_out: float | None = None
     epoch_end: Callable[[MethodContext, int], dict[str, Any]] | None = None
     finish: Callable[[MethodContext], Head] | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -156,9 +191,17 @@ def stage_one_linear(ctx: MethodContext, method: str) -> nn.Linear:
     return head
 
 
+def yields_batches(sampler: Any) -> bool:
+    """Whether ``sampler``'s items are whole batches (module glossary: batch sampler)."""
+    return bool(getattr(sampler, "yields_batches", False)) or isinstance(sampler, BatchSampler)
+
+
 def crop_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> Tensor:
     """``(B, S, S, 3)`` uint8 crops -> ``(B, 3, S, S)`` float32 in ``[0, 1]`` on ``device``."""
-    batch = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    array = np.ascontiguousarray(images)
+    if not array.flags.writeable:
+        array = array.copy()  # a slice of a memory-mapped crop set is read-only, which torch will not wrap
+    batch = torch.from_numpy(array).to(device)
     return batch.permute(0, 3, 1, 2).float().div_(255.0)
 
 

@@ -31,15 +31,14 @@ rotate them onto the eigenvectors.
 
 from __future__ import annotations
 
-import time
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from cytolt.classify import b3rs
-from cytolt.classify.methods.spec import Head, MethodContext, MethodSpec, eval_logits
+from cytolt.classify.methods.spec import Head, MethodContext, MethodSpec
 from cytolt.losses.logit_adjusted import TAU, LogitAdjustedLoss
 
 # Whitening groups of 16 channels (DBN's group size for its CNNs, Huang et al. 2018): a batch of 64 crops
@@ -304,7 +303,7 @@ def _loss(ctx: MethodContext) -> nn.Module:
 
 # Channel whitening before a fresh linear classifier, trained end to end with a logit-margin loss: the paper
 # pairs whitening with "logits margin-based" training; the logit-adjusted loss (Menon et al. 2021, tau 1) is our
-# choice of that family. Instance sampling: the loop takes sampler names only; train_whitening_b3rs adds B3RS/BET.
+# choice of that family. Instance sampling; whitening_b3rs below is the paper's full method with BET batches.
 WHITENING = MethodSpec(
     name="whitening",
     paper="Zhang et al., You Only Need End-to-End Training for Long-Tailed Recognition, arXiv 2112.05958 (channel whitening)",
@@ -314,80 +313,36 @@ WHITENING = MethodSpec(
 )
 
 
-def train_whitening_b3rs(
-    train: Any,
-    val: Any = None,
-    *,
-    epochs: int = 10,
-    batch_size: int = 64,
-    embed_size: int | None = None,
-    num_blocks: int | None = None,
-    power: float | None = None,
-    lr: float = 1e-3,
-    width: int = 16,
-    seed: int = 0,
-    progress: bool = True,
-    options: dict[str, Any] | None = None,
-    init: nn.Module | None = None,
-    device: str | torch.device = "cpu",
-) -> Any:
-    """The paper's full method: the ``whitening`` method trained on BET batches (B3RS batches embedded).
-
-    Every step is ``batch_size`` instance-sampled crops plus ``embed_size`` (default ``batch_size // 2``) crops
-    of a B3RS batch (``cytolt.classify.b3rs``; ``num_blocks`` / ``power`` default to its constants), so the
-    whitening estimates each step's covariance from both; epochs are ``floor(N / batch_size)`` steps. Runs the
-    loop's stage (:func:`cytolt.classify.train.prepare_stage`) with its flat sampler replaced, because a method
-    spec names samplers from a fixed table. Returns a ``TrainResult`` with ``method="whitening_b3rs"``; other
-    arguments as ``train_classifier``.
-    """
-    from tqdm import tqdm
-
-    from cytolt.classify.metrics import classification_report
-    from cytolt.classify.train import TrainResult, prepare_stage
-
-    start = time.perf_counter()
-    blocks = {
-        "num_blocks": b3rs.NUM_BLOCKS if num_blocks is None else num_blocks,
-        "power": b3rs.POWER if power is None else power,
-    }
-    bet = b3rs.BatchEmbeddedSampler(
-        np.asarray(train.labels),
-        batch_size=batch_size,
-        embed_size=embed_size,
+def _bet_sampler(ctx: MethodContext) -> b3rs.BatchEmbeddedSampler:
+    # Held-out crops (none unless options["sampler"] is set, which replaces this sampler anyway) are not drawn:
+    # the spec holds none out, and BET's own epoch covers every crop.
+    embed = WHITENING_B3RS.option(ctx, "embed_size")
+    return b3rs.BatchEmbeddedSampler(
+        np.asarray(ctx.train.labels),
+        batch_size=ctx.batch_size,
+        embed_size=None if embed is None else int(embed),
+        period=int(WHITENING_B3RS.option(ctx, "embed_period")),
+        num_blocks=int(WHITENING_B3RS.option(ctx, "num_blocks")),
+        power=float(WHITENING_B3RS.option(ctx, "block_power")),
         drop_last=True,
-        seed=seed,
-        **blocks,
+        seed=ctx.seed,
     )
-    # The loop cuts the flat stream into batches of main + embedded crops: exactly BET's batches (period 1).
-    stage = prepare_stage(
-        "whitening",
-        train,
-        val,
-        epochs=epochs,
-        batch_size=batch_size + bet.embed_size,
-        lr=lr,
-        width=width,
-        seed=seed,
-        progress=progress,
-        options=options,
-        init=init,
-        device=device,
-    )
-    stage.ctx.sampler = b3rs.FlattenedBatches(bet)
-    stage.total_steps = max(1, epochs * len(bet))
-    with tqdm(total=stage.total_steps, desc="whitening_b3rs", disable=not progress, leave=False) as bar:
-        for epoch in range(epochs):
-            stage.run_epoch(epoch, progress=bar)
-    stage.finish()
-    report = None
-    if val is not None and len(val):
-        probs = torch.softmax(eval_logits(stage.ctx.model, val, device=stage.ctx.device).double(), dim=1)
-        report = classification_report(probs.cpu().numpy(), np.asarray(val.labels), stage.ctx.counts)
-    return TrainResult(
-        model=stage.ctx.model,
-        method="whitening_b3rs",
-        head=stage.head,
-        history=stage.history,
-        val_report=report,
-        seconds=time.perf_counter() - start,
-    )
+
+
+# The paper's full method: the whitening head and loss trained on BET steps, each ``batch_size`` instance-sampled
+# crops plus an embedded B3RS batch of ``embed_size`` (default ``batch_size // 2``) every ``embed_period`` steps,
+# so each step's covariance is estimated from both; an epoch is ``floor(N / batch_size)`` steps.
+WHITENING_B3RS = MethodSpec(
+    name="whitening_b3rs",
+    paper="Zhang et al., You Only Need End-to-End Training for Long-Tailed Recognition, arXiv 2112.05958 (whitening + B3RS/BET)",
+    build_head=_head,
+    build_loss=_loss,
+    build_sampler=_bet_sampler,
+    options={
+        **WHITENING.options,
+        "embed_size": None,
+        "embed_period": 1,
+        "num_blocks": b3rs.NUM_BLOCKS,
+        "block_power": b3rs.POWER,
+    },
+)

@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from cytolt import samplers
 from cytolt.classify.methods.difficulty_net import (
+    HELD_OUT,
     DifficultyNet,
     DifficultyNetLoss,
     DifficultyNetWeighter,
@@ -188,15 +190,20 @@ def test_difficulty_net_method_in_the_loop() -> None:
     )
     assert result.head == {"type": "linear"}
     for row in result.history:
-        assert row["dn_split"] == "val" and len(row["dn_accuracy"]) == k
+        assert row["dn_split"] == "held_out" and len(row["dn_accuracy"]) == k
         assert abs(sum(row["dn_weights"]) / k - 1) < 1e-3 and np.isfinite(row["dn_meta_loss"])
-    # The accuracies fed to the net are the per-class recall on the split after the epoch (the last: the final model).
-    recall = per_class_recall(eval_logits(result.model, val).argmax(1), torch.as_tensor(val.labels), k)
+    # The accuracies fed to the net are the per-class recall on the held-out part of train after the epoch (the
+    # last: the final model); that part is never trained on.
+    held = samplers.held_out_indices([{int(y)} for y in train.labels], HELD_OUT, seed=0)
+    assert 0 < len(held) < len(train)
+    part = train.subset(held)
+    recall = per_class_recall(eval_logits(result.model, part).argmax(1), torch.as_tensor(part.labels), k)
     assert result.history[-1]["dn_accuracy"] == [round(float(a), 4) for a in recall]
-    # Same seed, same run (the meta batches are drawn from a seeded generator).
+    assert result.history[-1]["samples"] <= len(train) - len(held)
+    # Same seed, same run (the meta batches are drawn from a seeded generator); val plays no part in training.
     again = train_classifier(
-        train, val, method="difficulty_net", epochs=2, width=4, progress=False, options=options
+        train, None, method="difficulty_net", epochs=2, width=4, progress=False, options=options
     )
     assert again.history[-1]["dn_weights"] == result.history[-1]["dn_weights"]
-    with pytest.raises(ValueError, match="needs held-out crops"):
-        train_classifier(train, None, method="difficulty_net", epochs=1, width=4, progress=False)
+    for key, value in result.model.state_dict().items():
+        torch.testing.assert_close(again.model.state_dict()[key], value, rtol=0, atol=0)

@@ -1,4 +1,4 @@
-"""Tests for cytolt.classify.methods.livt: Bal-BCE over K classes, and LiVT's two stages end to end (tiny)."""
+"""Tests for cytolt.classify.methods.livt: Bal-BCE over K classes, and the livt method's two stages end to end (tiny)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cytolt.classify.methods.livt import balanced_bce_classification_loss, pretrained_vit, train_livt
+from cytolt.classify.methods.livt import balanced_bce_classification_loss, pretrained_vit
 from cytolt.classify.synth_crops import make_crop_set
+from cytolt.classify.train import train_classifier
 from cytolt.classify.vit import TinyViT
 
 TINY_VIT = {"patch_size": 8, "dim": 16, "depth": 1, "heads": 2}
@@ -61,16 +62,17 @@ def test_pretrained_vit_is_tinyvit_over_the_classes(crops) -> None:
         assert torch.equal(model.backbone.state_dict()[key], value), key
 
 
-def test_train_livt_pretrains_then_fine_tunes(crops) -> None:
-    kwargs = {"batch_size": 16, "vit": TINY_VIT, "decoder": TINY_DECODER, "progress": False}
-    result = train_livt(crops, crops, mgp_epochs=2, epochs=1, **kwargs)
+def test_livt_method_pretrains_then_fine_tunes(crops) -> None:
+    options = {"mgp_epochs": 2, "vit": TINY_VIT, "decoder": TINY_DECODER}
+    kwargs = {"method": "livt", "batch_size": 16, "progress": False}
+    result = train_classifier(crops, crops, epochs=1, options=options, **kwargs)
     assert isinstance(result.model, TinyViT)
     assert [row["stage"] for row in result.history] == ["mgp", "mgp", 1]
     assert all(np.isfinite(row["loss"]) for row in result.history)
-    assert result.head == {"type": "sigmoid_norm"} and result.method == "bal_bce"
+    assert result.head == {"type": "sigmoid_norm"} and result.method == "livt"
     assert result.val_report is not None and 0 <= result.val_report["balanced_accuracy"] <= 1
     # Fine-tuning starts from the MGP weights: with 0 fine-tuning epochs the backbone is MGP's (same seed).
-    untouched = train_livt(crops, mgp_epochs=2, epochs=0, **kwargs)
+    untouched = train_classifier(crops, epochs=0, options=options, **kwargs)
     model, _ = pretrained_vit(crops, epochs=2, batch_size=16, vit=TINY_VIT, decoder=TINY_DECODER)
     for key, value in model.backbone.state_dict().items():
         assert torch.equal(untouched.model.backbone.state_dict()[key], value), key
@@ -79,3 +81,6 @@ def test_train_livt_pretrains_then_fine_tunes(crops) -> None:
     z = untouched.model.head.linear(untouched.model.backbone(x))
     probs = torch.softmax(untouched.model(x), dim=1)
     torch.testing.assert_close(probs, torch.sigmoid(z) / torch.sigmoid(z).sum(1, keepdim=True))
+    # Size names: "cpu" / "gpu" or a shape dict; anything else is an error naming the choices.
+    with pytest.raises(ValueError, match="vit must be one of 'cpu', 'gpu'"):
+        train_classifier(crops, epochs=0, options={**options, "vit": "huge"}, **kwargs)

@@ -17,7 +17,6 @@ from cytolt.classify.methods.whitening import (
     build_whitened_linear_head,
     group_covariances,
     newton_schulz_matrix,
-    train_whitening_b3rs,
     whiten,
     zca_matrix,
 )
@@ -214,12 +213,16 @@ def test_method_loss_is_logit_adjusted_and_needs_every_class() -> None:
         WHITENING.build_loss(_context([30, 0, 2]))
 
 
-def test_train_whitening_b3rs_steps_on_bet_batches() -> None:
+def test_whitening_b3rs_method_steps_on_bet_batches() -> None:
     from cytolt.classify.synth_crops import make_crop_set
+    from cytolt.classify.train import train_classifier
 
     crops = make_crop_set(size=32, head=30, imbalance=10)  # 135 crops, 11 classes
     val = make_crop_set(size=32, head=3, imbalance=1, seed=1)
-    result = train_whitening_b3rs(crops, val, epochs=1, batch_size=16, embed_size=8, width=4, progress=False)
+    options = {"embed_size": 8}
+    result = train_classifier(
+        crops, val, method="whitening_b3rs", epochs=1, batch_size=16, width=4, progress=False, options=options
+    )
     assert result.method == "whitening_b3rs" and result.head["type"] == "whitened_linear"
     (row,) = result.history
     # floor(135 / 16) = 8 steps, each 16 instance-sampled + 8 embedded B3RS crops.
@@ -227,3 +230,15 @@ def test_train_whitening_b3rs_steps_on_bet_batches() -> None:
     assert result.val_report is not None and 0 <= result.val_report["balanced_accuracy"] <= 1
     whitening = result.model.head.whitening
     assert int(whitening.num_batches_tracked) == 8 and not result.model.training
+    # Embedding every second step only: 8 steps, 4 of them with 8 extra crops.
+    sparse = train_classifier(
+        crops,
+        None,
+        method="whitening_b3rs",
+        epochs=1,
+        batch_size=16,
+        width=4,
+        progress=False,
+        options={"embed_size": 8, "embed_period": 2},
+    )
+    assert sparse.history[0]["samples"] == 8 * 16 + 4 * 8
