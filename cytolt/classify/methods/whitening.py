@@ -8,6 +8,10 @@ decision boundary towards the head. Its remedy is ZCA whitening of the batch of 
 classifier, as batch normalisation but decorrelating: ``x_hat = W (x - mu)`` with ``W = Sigma^{-1/2}`` the
 symmetric (ZCA) inverse square root of the batch covariance; running statistics are used at test time.
 
+Two registry methods: ``whitening`` (the whitened head on instance-sampled batches) and ``whitening_b3rs``, the
+paper's full method, whose ``build_sampler`` hook gives the loop BET batches with B3RS batches embedded
+(:mod:`cytolt.classify.b3rs`).
+
 Glossary
     features  (N, D) float, the backbone's pooled output (the classifier's input).
     group     whitening is block-diagonal over ``G = D / g`` groups of ``g`` consecutive channels (Huang et al.,
