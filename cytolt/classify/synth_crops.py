@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cytolt.classify.crops import CONTEXT, CropSet, crop_squares, crops_from_image
-from cytolt.synth import CLASSES
+from cytolt.synth import CLASSES, long_tail_counts
 from cytolt.synth import cells as synth_cells
 from cytolt.synth.render import Illumination, Stain, SynthObject, Textures, blur_margin, render_region
 
@@ -36,23 +36,6 @@ CONTEXT_CAP_UM = 160.0
 # the neighbours touch or overlap the cell a little, as in a thin layer, and never cover its centre.
 NEIGHBOUR_DISTANCE = (0.75, 1.15)
 _STREAM = 0xC209  # separates the crops' random streams from other users of the same seed
-
-
-def long_tail_counts(num_classes: int, head: int, imbalance: float) -> list[int]:
-    """Crops per class, head first: ``max(1, round(head * imbalance ** (-k / (K - 1))))`` for class k of K.
-
-    Geometric from ``head`` down to ``head / imbalance``. (:func:`cytolt.synth.long_tail_instances_per_class`
-    has the same decay but fixes the total and derives the head from it; a crop set fixes the head.)
-    """
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1; got {num_classes}")
-    if head < 1:
-        raise ValueError(f"head must be >= 1; got {head}")
-    if not imbalance >= 1:
-        raise ValueError(f"imbalance must be >= 1 (head/tail ratio); got {imbalance}")
-    if num_classes == 1:
-        return [int(head)]
-    return [max(1, round(head * imbalance ** (-k / (num_classes - 1)))) for k in range(num_classes)]
 
 
 def make_crop_set(

@@ -12,6 +12,7 @@ from cytolt.category_stats import lvis_frequency
 from cytolt.synth.classes import CLASS_COLORS, CLASS_DEFINITIONS, CLASSES, SLIDE_LABELS
 from cytolt.synth.patches import (
     frequency_thresholds,
+    long_tail_counts,
     long_tail_instances_per_class,
     make_patch_dataset,
     render_patch,
@@ -28,6 +29,7 @@ __all__ = [
     "SlideTruth",
     "cells_path_for",
     "frequency_thresholds",
+    "long_tail_counts",
     "long_tail_instances_per_class",
     "lvis_frequency",
     "make_patch_dataset",

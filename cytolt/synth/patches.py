@@ -89,6 +89,23 @@ def long_tail_instances_per_class(
     return {name: round(tail * r) for name, r in zip(classes, ratios, strict=True)}
 
 
+def long_tail_counts(num_classes: int, head: int, imbalance: float) -> list[int]:
+    """Crops per class, head first: ``max(1, round(head * imbalance ** (-k / (K - 1))))`` for class k of K.
+
+    Geometric from ``head`` down to ``head / imbalance``. (:func:`long_tail_instances_per_class` has the same decay but fixes the total and derives the head from it;
+    a crop set and a z-stack set fix the head.)
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1; got {num_classes}")
+    if head < 1:
+        raise ValueError(f"head must be >= 1; got {head}")
+    if not imbalance >= 1:
+        raise ValueError(f"imbalance must be >= 1 (head/tail ratio); got {imbalance}")
+    if num_classes == 1:
+        return [int(head)]
+    return [max(1, round(head * imbalance ** (-k / (num_classes - 1)))) for k in range(num_classes)]
+
+
 def _largest_remainder(total: int, fractions: Sequence[float]) -> list[int]:
     """Split the integer ``total`` by ``fractions`` (summing to 1) so that the parts sum to ``total``."""
     raw = [total * f for f in fractions]

@@ -48,6 +48,7 @@ from tqdm import tqdm
 
 from cytolt.synth import cells
 from cytolt.synth.classes import CLASSES
+from cytolt.synth.patches import long_tail_counts
 from cytolt.synth.render import (
     FILL,
     Illumination,
@@ -240,15 +241,6 @@ def render_zstack(
     return out
 
 
-def _counts(num_classes: int, head: int, imbalance: float) -> list[int]:
-    """Geometric per-class counts from ``head`` (class 0) down to ``head / imbalance`` (last), each >= 1."""
-    if head < 1 or imbalance < 1:
-        raise ValueError(f"head must be >= 1 and imbalance >= 1; got {head}, {imbalance}")
-    if num_classes == 1:
-        return [head]
-    return [max(1, round(head * imbalance ** (-k / (num_classes - 1)))) for k in range(num_classes)]
-
-
 def make_zstack_crop_set(
     *,
     per_class: Sequence[int] | None = None,
@@ -277,7 +269,7 @@ def make_zstack_crop_set(
     if unknown or not names:
         raise ValueError(f"classes must be among {', '.join(cells.BUILDERS)}; got {list(names)}")
     if per_class is None:
-        counts = _counts(len(names), head, imbalance)
+        counts = long_tail_counts(len(names), head, imbalance)
     else:
         counts = [int(n) for n in per_class]
         if len(counts) != len(names) or any(n < 0 for n in counts):
