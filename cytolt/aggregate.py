@@ -315,10 +315,18 @@ class SlideScorer:
         return sub.max(axis=1) if len(cols) else np.zeros(len(P))
 
     # -- scoring ------------------------------------------------------------------------------------------
-    def score(self, dets: Detections, quality: SlideQuality | None = None) -> SlideScore:
+    def score(
+        self,
+        dets: Detections,
+        quality: SlideQuality | None = None,
+        *,
+        adequacy_dets: Detections | None = None,
+    ) -> SlideScore:
         """Score one slide's cells; with ``quality`` (what the pipeline measured) its adequacy is judged first.
 
-        Boxes are used only for adequacy (which cells lie in focus).
+        Boxes are used only for adequacy (which cells lie in focus). ``adequacy_dets``: the cells adequacy counts
+        squamous cells from, when they differ from the scored ones (screening's second stage re-scores cells; the
+        detector's own cells keep a classifier from moving an adequacy call). Default: ``dets``.
         """
         P = self.probabilities(dets)
         n = len(P)
@@ -337,12 +345,17 @@ class SlideScorer:
         triage, reason = self._call(counts)
         adequacy = None
         if quality is not None:
+            counted = dets if adequacy_dets is None else adequacy_dets
+            Pa = P if adequacy_dets is None else self.probabilities(adequacy_dets)
+            na = len(Pa)
+            la = Pa.argmax(axis=1) if na else np.zeros(0, dtype=np.int64)
+            ca = Pa[np.arange(na), la] if na else np.zeros(0)
             is_squamous = np.array([bethesda.class_key(c) in bethesda.SQUAMOUS for c in self.class_names])
             thresholds = np.array([self.thresholds[c] for c in self.class_names])
             # a squamous cell counts at the same confidence its class needs to be counted at all
-            squamous = is_squamous[labels] & (conf >= thresholds[labels]) if n else np.zeros(0, bool)
+            squamous = is_squamous[la] & (ca >= thresholds[la]) if na else np.zeros(0, bool)
             adequacy = assess_adequacy(
-                self.adequacy, quality, squamous=squamous, boxes=dets.boxes.double().cpu().numpy()
+                self.adequacy, quality, squamous=squamous, boxes=counted.boxes.double().cpu().numpy()
             )
         category = triage
         if adequacy is not None and not adequacy.satisfactory:

@@ -262,6 +262,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.large and args.slide_size is not None:
         p.error("--large sets the slide size; give one of --large and --slide-size")
     args.slide_size = args.slide_size or (LARGE_SIZE if args.large else DEFAULT_SIZE)
+    # The store keeps absolute slide paths; a relative work root made every review-queue lookup miss.
+    args.work_root = args.work_root.resolve()
     if args.out is None:
         args.out = ROOT / "docs" / "results" / ("screening_classifier" if args.classifier else "")
     if args.classifier_top_n is not None and args.classifier_top_n < 1:

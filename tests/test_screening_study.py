@@ -66,3 +66,11 @@ def test_study_end_to_end_and_resumed(tmp_path, monkeypatch):
     assert again["cost"]["this_run"]["screened"] == 0
     assert again["generation_seconds_per_slide"] == "all reused"
     assert again["figures"]["cutoffs"] == figures["cutoffs"]
+
+
+def test_a_relative_work_root_is_made_absolute(monkeypatch, tmp_path):
+    """The store keeps absolute slide paths; with a relative --work-root every review-queue lookup missed."""
+    study = load_script(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    args = study.parse_args(["--work-root", "rel/work", "--test-slides", "300"])
+    assert args.work_root == tmp_path / "rel" / "work" and args.work_root.is_absolute()

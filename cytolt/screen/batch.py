@@ -262,7 +262,11 @@ def _stored_result(
         detections=dets,
         class_names=tuple(info.classes),
         counts=detections_per_class(dets, info.classes),
-        score=None if scorer is None else scorer.score(dets, quality),
+        score=None
+        if scorer is None
+        else scorer.score(
+            dets, quality, adequacy_dets=None if rescored is None else rescored.detector_cells(dets)
+        ),
         quality=quality,
         timings=record.timings,
         slide_id=sid,

@@ -158,6 +158,8 @@ def fit_slide_scorer(
 
 
 def _squamous_cells(scorer: SlideScorer, result: SlideResult) -> int:
-    adequacy = scorer.score(result.detections, result.quality).adequacy
+    stage = result.second_stage  # adequacy counts the detector's cells, never the classifier's relabelling
+    seen = None if stage is None else stage.detector_cells(result.detections)
+    adequacy = scorer.score(result.detections, result.quality, adequacy_dets=seen).adequacy
     assert adequacy is not None  # judged, since a quality was given
     return adequacy.squamous_cells

@@ -304,7 +304,8 @@ def _screen(
         score = None
         if scorer is not None:
             with clock("score"):
-                score = scorer.score(cells, quality)
+                seen = None if rescored is None else rescored.detector_cells(cells)
+                score = scorer.score(cells, quality, adequacy_dets=seen)
         return SlideResult(
             path=path,
             status="done",

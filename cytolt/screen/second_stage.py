@@ -178,6 +178,24 @@ class Rescored:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def detector_cells(self, cells: Detections) -> Detections:
+        """``cells`` (the re-scored ones) with the detector's own class probabilities, labels and scores put back
+        on the re-scored rows: what adequacy counts, so that the classifier never changes an adequacy call."""
+        if not len(self):
+            return cells
+        P = class_probabilities(cells, self.detector_scores.shape[1]).copy()
+        labels = cells.labels.cpu().numpy().copy()
+        scores = cells.scores.double().cpu().numpy().copy()
+        P[self.indices] = self.detector_scores
+        labels[self.indices] = self.detector_scores.argmax(axis=1)
+        scores[self.indices] = self.detector_scores.max(axis=1)
+        return Detections(
+            boxes=cells.boxes.cpu(),
+            scores=torch.from_numpy(scores).float(),
+            labels=torch.from_numpy(labels).long(),
+            class_scores=torch.from_numpy(P).float(),
+        ).to(cells.device)
+
     def rows(self) -> dict[int, int]:
         """Detection row -> position in these arrays."""
         return {int(r): j for j, r in enumerate(self.indices)}

@@ -360,3 +360,28 @@ def test_screen_slide_with_the_settings_classifier(hsil_slide: Path, classifier:
         result.detections.class_scores[rows].numpy(), rescored.classifier_scores, atol=1e-6
     )
     assert rescored.stage["classifier"]["identity"] == settings.classifier_identity
+
+
+def test_adequacy_counts_the_detectors_cells_whatever_the_classifier_says() -> None:
+    """A classifier that calls every squamous cell an organism must not make a slide unsatisfactory (nor the
+    reverse): adequacy counts squamous cells from the detector's own labels (Rescored.detector_cells)."""
+    from cytolt.adequacy import AdequacyRules, SlideQuality
+
+    names = ("intermediate", "candida", "hsil")
+    scorer = SlideScorer(
+        class_names=names, abnormal_classes=("hsil",), adequacy=AdequacyRules(min_squamous_cells=3)
+    )
+    dets = cells([[0.9, 0.05, 0.05]] * 4)  # four well-visualised intermediate cells
+    stage = SecondStage(classifier=StandIn(np.array([[0.05, 0.9, 0.05]]), names), top_n=4, combine="replace")
+    out, rescored = rescore_cells(NoSlide(), dets, names, stage, scorer=scorer)
+    assert out.labels.tolist() == [1, 1, 1, 1]  # the classifier relabelled all four
+    quality = SlideQuality(np.array([[0.0, 0.0, 64.0, 64.0]]), np.array([5000.0]), np.array([0.9]))
+    alone = scorer.score(dets, quality).adequacy
+    relabelled = scorer.score(out, quality).adequacy
+    kept = scorer.score(out, quality, adequacy_dets=rescored.detector_cells(out)).adequacy
+    assert alone.squamous_cells == 4 and alone.satisfactory
+    assert relabelled.squamous_cells == 0 and not relabelled.satisfactory  # what counting after the stage did
+    assert kept.squamous_cells == 4 and kept.satisfactory
+    restored = rescored.detector_cells(out)
+    np.testing.assert_allclose(restored.class_scores.numpy(), dets.class_scores.numpy(), atol=1e-7)
+    assert restored.labels.tolist() == [0, 0, 0, 0]

@@ -1,6 +1,6 @@
 """Paired comparison of screening-study arms on the same slides -> docs/results/screening_classifier.json.
 
-    .venv/bin/python docs/results/screening_classifier/compare_arms.py docs/results/screening_classifier \
+    .venv/bin/python scripts/compare_screening_arms.py docs/results/screening_classifier \
         none=work_dirs/screening_classifier/out_a_none/screening.json \
         top200_replace=work_dirs/screening_classifier/out_b_200/screening.json ...
 
@@ -185,7 +185,7 @@ def markdown(result: dict[str, Any], reading: str) -> str:
         f"{setup['test_slides']} test and {setup['calibration_slides']} calibration slides of "
         f"{setup['slide_size']} px, the same slides and detector ({setup['model']}) for every arm; "
         f"{setup['machine']}, {setup['cores']} cores, {setup['threads']} torch thread(s), {setup['device']}, "
-        f"{setup['date']}. Made by `docs/results/screening_classifier/compare_arms.py` from each arm's "
+        f"{setup['date']}. Made by `scripts/compare_screening_arms.py` from each arm's "
         "`scripts/screening_study.py` json.",
         "",
         "| arm | top N | combine | ASC-US+ sens | ASC-US+ spec | LSIL+ sens | LSIL+ spec | HSIL+ sens | HSIL+ spec |",
@@ -277,6 +277,10 @@ def markdown(result: dict[str, Any], reading: str) -> str:
 
 
 def main(argv: list[str]) -> None:
+    if len(argv) < 3 or argv[0] in ("-h", "--help") or not all("=" in a for a in argv[1:]):
+        raise SystemExit(
+            __doc__ + "\nusage: compare_screening_arms.py OUT NAME=STUDY.json NAME=STUDY.json ..."
+        )
     out = Path(argv[0])
     arms = dict(arg.split("=", 1) for arg in argv[1:])
     studies = {name: json.loads(Path(path).read_text()) for name, path in arms.items()}
