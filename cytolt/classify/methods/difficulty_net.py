@@ -168,6 +168,20 @@ def meta_gradient(
         prefixes: only parameters whose names start with one of these take the virtual step (e.g. ``("head.",)``
             to make it cheap); ``None``: every trainable parameter.
     """
+    # oneDNN's convolution double backward crashes torch 2.14 on CPU with more than one thread (a segfault in
+    # autograd.grad below, reproduced with 2 threads, never with 1); the native kernels give the same gradients.
+    with torch.backends.mkldnn.flags(enabled=False):
+        return _meta_gradient(model, class_weights, train_batch, held_out_batch, inner_lr, prefixes)
+
+
+def _meta_gradient(
+    model: nn.Module,
+    class_weights: Tensor,
+    train_batch: Batch,
+    held_out_batch: Batch,
+    inner_lr: float,
+    prefixes: Sequence[str] | None,
+) -> tuple[Tensor, Tensor]:
     params = _trainable(model, prefixes)
     w = class_weights.detach().clone().requires_grad_(True)
     buffers = {name: b.clone() for name, b in model.named_buffers()}
