@@ -21,27 +21,14 @@ from cytolt.mm.onnx_export import (  # noqa: E402
     export_onnx,
     sample_tiles,
 )
-from tests.mm.test_train import CONFIG, ROOT, SHORT  # noqa: E402  (the same tiny set and schedule)
+from tests.mm.conftest import ROOT  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[ModelFolder, Path]:
-    """The user's path on the tiny set: train, then `cytolt export-model` with its default --onnx (export, check,
-    timing). Returns (the model folder, the dataset's folder)."""
-    from click.testing import CliRunner
-
-    from cytolt.cli import main
-    from cytolt.mm.train import train
-    from cytolt.synth import make_patch_dataset
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("onnx")
-    make_patch_dataset(root / "tct", images=24, size=128, imbalance=10, seed=5, split=(0.5, 0.25, 0.25))
-    work = train(CONFIG, work_dir=root / "run", data_root=root / "tct", cfg_options=SHORT)
-    result = CliRunner().invoke(main, ["export-model", str(work), str(root / "model")])
-    assert result.exit_code == 0, result.output
-    assert "engine: " in result.output and "ms/tile" in result.output
-    return ModelFolder.read(root / "model"), root / "tct"
+def trained(tiny_model, tiny_tct) -> tuple[ModelFolder, Path]:
+    """The user's path on the tiny set (tests/mm/conftest.py): train, then `cytolt export-model` with its default
+    --onnx (export, check, timing). Returns (the model folder, the dataset's folder)."""
+    return ModelFolder.read(tiny_model), tiny_tct
 
 
 @pytest.fixture(scope="module")

@@ -9,33 +9,7 @@ import torch
 
 pytest.importorskip("mmdet")
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "configs" / "tct" / "retinanet_r18_gradlibra.py"
-SHORT = {
-    "train_cfg.max_iters": 4,
-    "train_cfg.val_interval": 4,
-    "train_dataloader.batch_size": 2,
-    "default_hooks.checkpoint.interval": 2,
-    "default_hooks.logger.interval": 1,
-}
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    from cytolt.synth import make_patch_dataset
-
-    out = tmp_path_factory.mktemp("tct")
-    make_patch_dataset(out, images=24, size=128, imbalance=10, seed=5, split=(0.5, 0.25, 0.25))
-    return out
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, data) -> Path:
-    from cytolt.mm.train import train
-
-    torch.set_num_threads(1)
-    work = tmp_path_factory.mktemp("run")
-    return train(CONFIG, work_dir=work, data_root=data, cfg_options=SHORT)
+from tests.mm.conftest import CONFIG, ROOT, SHORT  # noqa: E402  (the run and model: tests/mm/conftest.py)
 
 
 def _loss_state(path: Path) -> dict[str, torch.Tensor]:
@@ -46,19 +20,19 @@ def _loss_state(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if k.startswith("bbox_head.loss_cls.")}
 
 
-def test_checkpoint_holds_loss_state(run):
-    state = _loss_state(run / "iter_4.pth")
+def test_checkpoint_holds_loss_state(tiny_run):
+    state = _loss_state(tiny_run / "iter_4.pth")
     assert state, "Grad-Libra's buffers must be in the checkpoint"
     assert any(v.abs().sum() > 0 for v in state.values()), "the statistics were updated by training"
 
 
-def test_resume_restores_loss_state(run, data, tmp_path):
+def test_resume_restores_loss_state(tiny_run, tiny_tct, tmp_path):
     import shutil
 
     from cytolt.mm.train import train
 
     work = tmp_path / "resumed"
-    shutil.copytree(run, work)
+    shutil.copytree(tiny_run, work)
     (work / "last_checkpoint").write_text(str(work / "iter_2.pth"))
     expected = _loss_state(work / "iter_2.pth")
     options = dict(SHORT, **{"train_cfg.max_iters": 2, "train_cfg.val_interval": 100})
@@ -67,7 +41,7 @@ def test_resume_restores_loss_state(run, data, tmp_path):
 
     from cytolt.mm.train import load_config
 
-    cfg = load_config(CONFIG, work_dir=work, data_root=data, cfg_options=options)
+    cfg = load_config(CONFIG, work_dir=work, data_root=tiny_tct, cfg_options=options)
     cfg.resume = True
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -78,14 +52,13 @@ def test_resume_restores_loss_state(run, data, tmp_path):
     del train
 
 
-def test_export_loads_without_unpickling(run, tmp_path):
+def test_export_loads_without_unpickling(tiny_model):
     from safetensors.torch import load_file
 
     from cytolt.detect import ModelFolder
-    from cytolt.mm.train import export_model
     from cytolt.synth import CLASSES
 
-    out = export_model(run, tmp_path / "model")
+    out = tiny_model
     weights = load_file(str(out / "model.safetensors"))
     assert any(k.startswith("bbox_head.loss_cls.") for k in weights)
     info = ModelFolder.read(out).info
@@ -94,21 +67,19 @@ def test_export_loads_without_unpickling(run, tmp_path):
     assert info.train_instances is not None and len(info.train_instances) == len(CLASSES)
 
 
-def test_export_refuses_foreign_checkpoint(run, tmp_path):
+def test_export_refuses_foreign_checkpoint(tiny_run, tmp_path):
     from cytolt.mm.train import export_model
 
     foreign = tmp_path / "foreign.pth"
-    foreign.write_bytes((run / "iter_4.pth").read_bytes())
+    foreign.write_bytes((tiny_run / "iter_4.pth").read_bytes())
     with pytest.raises(ValueError, match="not inside"):
-        export_model(run, tmp_path / "model", checkpoint=foreign)
+        export_model(tiny_run, tmp_path / "model", checkpoint=foreign)
 
 
-def test_detector_predicts_on_uint8_batches(run, tmp_path):
+def test_detector_predicts_on_uint8_batches(tiny_model):
     from cytolt.detect import Detections, Detector, load
-    from cytolt.mm.train import export_model
 
-    model_dir = export_model(run, tmp_path / "model")
-    detector = load(model_dir, "cpu", score_thr=0.0)
+    detector = load(tiny_model, "cpu", score_thr=0.0)
     assert isinstance(detector, Detector)
     images = torch.randint(
         0, 256, (2, 3, 128, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
@@ -130,21 +101,20 @@ def test_load_names_a_folder_that_is_not_a_model(tmp_path):
         load(tmp_path)
 
 
-def test_eval_cli_reads_safetensors_and_state_dicts(run, data, tmp_path):
+def test_eval_cli_reads_safetensors_and_state_dicts(tiny_model, tiny_tct, tmp_path):
     from click.testing import CliRunner
     from safetensors.torch import load_file
 
     from cytolt.cli import main
-    from cytolt.mm.train import export_model
 
-    model_dir = export_model(run, tmp_path / "model")
+    model_dir = tiny_model
     plain = tmp_path / "state_dict.pth"
     torch.save(load_file(str(model_dir / "model.safetensors")), plain)
     results = {}
     for ckpt in (model_dir / "model.safetensors", plain):
         out = tmp_path / f"{ckpt.suffix}.json"
         result = CliRunner().invoke(
-            main, ["eval", str(CONFIG), str(ckpt), "--data-root", str(data), "--out", str(out)]
+            main, ["eval", str(CONFIG), str(ckpt), "--data-root", str(tiny_tct), "--out", str(out)]
         )
         assert result.exit_code == 0, result.output
         assert "lt/APr" in result.output
@@ -152,11 +122,11 @@ def test_eval_cli_reads_safetensors_and_state_dicts(run, data, tmp_path):
     assert results[".safetensors"] == results[".pth"]
 
 
-def test_eval_points_training_checkpoints_to_export(run):
+def test_eval_points_training_checkpoints_to_export(tiny_run):
     from cytolt.mm.evaluate import load_weights
 
     with pytest.raises(ValueError, match="export-model"):
-        load_weights(run / "iter_4.pth")
+        load_weights(tiny_run / "iter_4.pth")
 
 
 def test_eval_rejects_a_pickle_with_code(tmp_path):
@@ -185,11 +155,11 @@ def test_shorter_run_moves_the_schedule_with_it():
     assert warmup["end"] == 50  # not tied to max_iters: unchanged
 
 
-def test_quiet_training_shows_a_progress_bar_instead_of_mmengine_logs(data, tmp_path, capfd):
+def test_quiet_training_shows_a_progress_bar_instead_of_mmengine_logs(tiny_tct, tmp_path, capfd):
     from cytolt.mm.train import train
 
     options = {**SHORT, "train_cfg.max_iters": 3, "train_cfg.val_interval": 3}
-    train(CONFIG, work_dir=tmp_path / "quiet", data_root=data, cfg_options=options, quiet=True)
+    train(CONFIG, work_dir=tmp_path / "quiet", data_root=tiny_tct, cfg_options=options, quiet=True)
     out, err = capfd.readouterr()
     assert "3/3" in err and "training" in err  # the bar reached the end
     assert "Config:" not in out + err and "Iter(train)" not in out + err  # no config dump, no log lines
