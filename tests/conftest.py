@@ -1,6 +1,7 @@
-"""Shared pytest setup: markers that skip honestly when the hardware or display is absent; and two things that only
-make the suite faster: the objects alive after collection frozen out of the garbage collector's scans
-(``pytest_collection_finish``), mmengine's config text left unformatted (``_unformatted_config_text``)."""
+"""Shared pytest setup: markers that skip honestly when the hardware or display is absent; and two stand-ins inside
+mmengine that only make the suite faster (``pytest_runtest_setup``): config text left unformatted
+(``_unformatted_config_text``) and a young-generation collection where a dataset asks for a full one
+(``_YoungGenerationGC``)."""
 
 from __future__ import annotations
 
@@ -35,14 +36,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(no_x)
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    # Every mmengine dataset calls gc.collect() when it is built (BaseDataset._serialize_data), and a full
-    # collection scans every object the imports of torch, mmdet and the test modules made: 0.3 s of CPU each,
-    # two or three per Runner. Frozen, those objects (modules, classes, registries: alive to the end anyway) are
-    # left out of the scans; what the tests make is collected as before.
-    gc.freeze()
-
-
 def _unformatted_config_text(text: str, style_config: object = None, **_: object) -> tuple[str, bool]:
     """Stands in for yapf's ``FormatCode`` in mmengine's ``Config.pretty_text``: the text as mmengine writes it
     before formatting (the same Python, one key per line, no spaces around a top-level ``=``).
@@ -50,18 +43,33 @@ def _unformatted_config_text(text: str, style_config: object = None, **_: object
     Why: every Runner formats its whole config with yapf four to six times (the logged config, the dumped file,
     the visualizer, ``before_run`` of each loop, every checkpoint's meta), 0.3-0.9 s of CPU each; that was about
     a third of a one-step config training. What yapf checked stays checked: text that is not Python raises here,
-    and mmengine turns that into the same SyntaxError. tests/configs/test_config_text.py shows both texts load to
-    the same config.
+    and mmengine turns that into the same SyntaxError. tests/configs/test_mmengine_stand_ins.py shows both texts
+    load to the same config.
     """
     ast.parse(text)
     return text, False
 
 
+class _YoungGenerationGC:
+    """Stands in for the ``gc`` module in mmengine.dataset.base_dataset, whose every dataset runs a full
+    ``gc.collect()`` when it is built (``BaseDataset._serialize_data``, to free its list before loader workers
+    fork). A full collection scans every object the imports of torch, mmdet and the test modules made: 0.3 s of CPU
+    each, two or three per Runner. No result changes: the young generation, where the freed list's objects are,
+    is still collected, and the rest at the next automatic full collection."""
+
+    @staticmethod
+    def collect(generation: int = 2) -> int:
+        return gc.collect(0)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # mmengine is imported by the test modules that use it (at collection) or inside a test; patch once it is there.
-    module = sys.modules.get("mmengine.config.config")
-    if module is not None and module.FormatCode is not _unformatted_config_text:
-        module.FormatCode = _unformatted_config_text
+    config = sys.modules.get("mmengine.config.config")
+    if config is not None and config.FormatCode is not _unformatted_config_text:
+        config.FormatCode = _unformatted_config_text
+    dataset = sys.modules.get("mmengine.dataset.base_dataset")
+    if dataset is not None and dataset.gc is gc:
+        dataset.gc = _YoungGenerationGC
 
 
 @pytest.fixture(scope="session")
