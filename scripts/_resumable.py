@@ -8,8 +8,11 @@ is picked up and memory is freed.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,3 +48,46 @@ def commit(paths: Sequence[Path], message: str) -> None:
     names = [str(p) for p in paths if p.exists()]
     subprocess.run(["git", "add", *names], cwd=ROOT, check=True)
     subprocess.run(["git", "commit", "-q", "-m", message, "--", *names], cwd=ROOT, check=False)
+
+
+def run_missing(
+    args: argparse.Namespace,
+    names: Sequence[str],
+    status: Callable[[str], str],
+    *,
+    script: str,
+    threads: int,
+    summarise: Callable[..., object],
+    commit_for: Callable[[str], tuple[Sequence[Path], str]],
+    failed_hint: Callable[[str], str] = lambda name: "",
+) -> int:
+    """`run`: every selected run that is not done, each in a fresh process (`script one NAME`), then the tables
+    regenerated and, with --commit, the run's result files committed (``commit_for(name)`` -> paths, message)."""
+    todo = [n for n in names if status(n) != "done"]
+    if args.max_runs is not None:
+        todo = todo[: args.max_runs]
+    print(f"{len(todo)} runs to make", flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    for i, name in enumerate(todo, 1):
+        print(f"== [{i}/{len(todo)}] {name} ({datetime.now().strftime('%H:%M')})", flush=True)
+        proc = subprocess.run([sys.executable, script, "one", name], cwd=ROOT, env=env, check=False)
+        if proc.returncode != 0:
+            print(f"{name} failed (exit {proc.returncode}){failed_hint(name)}", flush=True)
+            if not args.keep_going:
+                return proc.returncode
+            continue
+        summarise(quiet=True)
+        if args.commit:
+            commit(*commit_for(name))
+    return 0
+
+
+def list_runs(names: Sequence[str], status: Callable[[str], str]) -> int:
+    """`list`: each selected run's status (done / stale / missing), then the counts."""
+    counts: dict[str, int] = {}
+    for name in names:
+        st = status(name)
+        counts[st] = counts.get(st, 0) + 1
+        print(f"{st:8s} {name}")
+    print(", ".join(f"{v} {k}" for k, v in counts.items()))
+    return 0

@@ -519,35 +519,36 @@ def select(runs: Sequence[tuple[str, int]], only: str | None) -> list[tuple[str,
     return [(m, s) for m, s in runs if m in names or run_name(m, s) in names]
 
 
+def _runs() -> dict[str, tuple[str, int]]:
+    return {run_name(m, s): (m, s) for m, s in plan()}
+
+
+def _commit_for(name: str) -> tuple[list[Path], str]:
+    method, seed = _runs()[name]
+    rec = json.loads(result_path(method, seed).read_text())
+    bal = rec["intervals"]["balanced_accuracy"]
+    return (
+        [result_path(method, seed), RUNS / rec["predictions_file"]],
+        f"classify benchmark: {name} (balanced accuracy {bal['value']:.3f} [{bal['low']:.3f}, "
+        f"{bal['high']:.3f}]; {rec['seconds']['train']:.0f} s, commit {rec['commit']})",
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    todo = [(m, s) for m, s in select(plan(), args.only) if status(m, s) != "done"]
-    if args.max_runs is not None:
-        todo = todo[: args.max_runs]
-    print(f"{len(todo)} runs to make", flush=True)
-    for i, (method, seed) in enumerate(todo, 1):
-        name = run_name(method, seed)
-        print(f"== [{i}/{len(todo)}] {name} ({datetime.now().strftime('%H:%M')})", flush=True)
-        env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
-        proc = subprocess.run([sys.executable, __file__, "one", name], cwd=ROOT, env=env, check=False)
-        if proc.returncode != 0:
-            print(f"{name} failed (exit {proc.returncode})", flush=True)
-            if not args.keep_going:
-                return proc.returncode
-            continue
-        summarise(quiet=True)
-        if args.commit:
-            rec = json.loads(result_path(method, seed).read_text())
-            bal = rec["intervals"]["balanced_accuracy"]
-            _resumable.commit(
-                [result_path(method, seed), RUNS / rec["predictions_file"]],
-                f"classify benchmark: {name} (balanced accuracy {bal['value']:.3f} [{bal['low']:.3f}, "
-                f"{bal['high']:.3f}]; {rec['seconds']['train']:.0f} s, commit {rec['commit']})",
-            )
-    return 0
+    runs = _runs()
+    return _resumable.run_missing(
+        args,
+        [run_name(m, s) for m, s in select(plan(), args.only)],
+        lambda name: status(*runs[name]),
+        script=__file__,
+        threads=THREADS,
+        summarise=summarise,
+        commit_for=_commit_for,
+    )
 
 
 def cmd_one(args: argparse.Namespace) -> int:
-    runs = {run_name(m, s): (m, s) for m, s in plan()}
+    runs = _runs()
     if args.run not in runs:
         raise SystemExit(f"unknown run {args.run!r}; see `scripts/classify_benchmark.py list`")
     run_one(*runs[args.run])
@@ -555,13 +556,9 @@ def cmd_one(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    counts: dict[str, int] = {}
-    for method, seed in select(plan(), args.only):
-        st = status(method, seed)
-        counts[st] = counts.get(st, 0) + 1
-        print(f"{st:8s} {run_name(method, seed)}")
-    print(", ".join(f"{v} {k}" for k, v in counts.items()))
-    return 0
+    runs = _runs()
+    names = [run_name(m, s) for m, s in select(plan(), args.only)]
+    return _resumable.list_runs(names, lambda name: status(*runs[name]))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

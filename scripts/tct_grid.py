@@ -628,31 +628,30 @@ def select(runs: Sequence[Run], only: str | None) -> list[Run]:
     return [r for r in runs if r.name.startswith(prefixes)]
 
 
+def _commit_for(name: str) -> tuple[list[Path], str]:
+    run = {r.name: r for r in plan()}[name]
+    rec = json.loads(result_path(run).read_text())
+    m = rec["metrics"]
+    return (
+        [result_path(run), RUNS / rec["resample_file"]],
+        f"tct grid: {run.name} (AP {m['AP']['value']:.3f} [{m['AP']['low']:.3f}, {m['AP']['high']:.3f}], "
+        f"APr {m['APr']['value']:.3f}; {rec['wall_seconds']['train'] / 60:.0f} min training, commit "
+        f"{rec['commit']})",
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    todo = [r for r in select(plan(), args.only) if status(r) != "done"]
-    if args.max_runs is not None:
-        todo = todo[: args.max_runs]
-    print(f"{len(todo)} runs to make", flush=True)
-    for i, run in enumerate(todo, 1):
-        print(f"== [{i}/{len(todo)}] {run.name} ({datetime.now().strftime('%H:%M')})", flush=True)
-        env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
-        proc = subprocess.run([sys.executable, __file__, "one", run.name], cwd=ROOT, env=env, check=False)
-        if proc.returncode != 0:
-            print(f"{run.name} failed (exit {proc.returncode}); see {WORK / run.name}", flush=True)
-            if not args.keep_going:
-                return proc.returncode
-            continue
-        summarise(quiet=True)
-        if args.commit:
-            rec = json.loads(result_path(run).read_text())
-            m = rec["metrics"]
-            _resumable.commit(
-                [result_path(run), RUNS / rec["resample_file"]],
-                f"tct grid: {run.name} (AP {m['AP']['value']:.3f} [{m['AP']['low']:.3f}, {m['AP']['high']:.3f}], "
-                f"APr {m['APr']['value']:.3f}; {rec['wall_seconds']['train'] / 60:.0f} min training, commit "
-                f"{rec['commit']})",
-            )
-    return 0
+    runs = {r.name: r for r in select(plan(), args.only)}
+    return _resumable.run_missing(
+        args,
+        list(runs),
+        lambda name: status(runs[name]),
+        script=__file__,
+        threads=THREADS,
+        summarise=summarise,
+        commit_for=_commit_for,
+        failed_hint=lambda name: f"; see {WORK / name}",
+    )
 
 
 def cmd_one(args: argparse.Namespace) -> int:
@@ -664,13 +663,8 @@ def cmd_one(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    counts: dict[str, int] = {}
-    for run in select(plan(), args.only):
-        st = status(run)
-        counts[st] = counts.get(st, 0) + 1
-        print(f"{st:8s} {run.name}")
-    print(", ".join(f"{v} {k}" for k, v in counts.items()))
-    return 0
+    runs = {r.name: r for r in select(plan(), args.only)}
+    return _resumable.list_runs(list(runs), lambda name: status(runs[name]))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
