@@ -25,7 +25,6 @@ also say how its logits become probabilities (default: softmax over K).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import json
@@ -42,6 +41,7 @@ from torch import Tensor, nn
 
 from cytolt.classify.model import STEMS, CellClassifier
 from cytolt.classify.vit import TinyViT, ViTBackbone
+from cytolt.detect.model_folder import folder_identity
 
 __all__ = [
     "CLASSIFIER_FORMAT",
@@ -276,12 +276,7 @@ class ClassifierFolder:
 
     @cached_property
     def _identity(self) -> str:
-        digest = hashlib.sha256()
-        for name in self.IDENTITY_FILES:
-            data = (self.path / name).read_bytes()  # both files are small (a narrow ResNet: a few MB)
-            digest.update(f"{name}:{len(data)}\0".encode())
-            digest.update(data)
-        return "sha256:" + digest.hexdigest()
+        return folder_identity(self.path, self.IDENTITY_FILES, what="cytolt classifier folder")
 
     @classmethod
     def write(

@@ -34,11 +34,27 @@ if TYPE_CHECKING:
 
     from cytolt.aggregate import SlideScorer
 
-__all__ = ["MODEL_FORMAT", "ModelFolder", "ModelInfo"]
+__all__ = ["MODEL_FORMAT", "ModelFolder", "ModelInfo", "folder_identity"]
 
 # 1: model.json with classes, colors, mpp, train_instances_per_class (earlier: class_counts) and source.
 MODEL_FORMAT = 1
 _HASH_CHUNK = 1 << 20
+
+
+def folder_identity(folder: Path, names: Sequence[str], *, what: str) -> str:
+    """``"sha256:<hex>"`` over each file's name, size and bytes, in ``names`` order (a model folder's identity;
+    the classifier folder's too). Raises FileNotFoundError naming the folder as a ``what`` when a file is missing."""
+    digest = hashlib.sha256()
+    for name in names:
+        try:
+            with open(folder / name, "rb") as fh:
+                # name and length first, so no two different folders hash the same bytes
+                digest.update(f"{name}:{os.fstat(fh.fileno()).st_size}\0".encode())
+                while chunk := fh.read(_HASH_CHUNK):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{folder} is not a {what}: {name} is missing") from None
+    return "sha256:" + digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -164,19 +180,7 @@ class ModelFolder:
 
     @cached_property
     def _identity(self) -> str:
-        digest = hashlib.sha256()
-        for name in self.IDENTITY_FILES:
-            try:
-                with open(self.path / name, "rb") as fh:
-                    # name and length first, so no two different folders hash the same bytes
-                    digest.update(f"{name}:{os.fstat(fh.fileno()).st_size}\0".encode())
-                    while chunk := fh.read(_HASH_CHUNK):
-                        digest.update(chunk)
-            except FileNotFoundError:
-                raise FileNotFoundError(
-                    f"{self.path} is not a cytolt model folder: {name} is missing"
-                ) from None
-        return "sha256:" + digest.hexdigest()
+        return folder_identity(self.path, self.IDENTITY_FILES, what="cytolt model folder")
 
     def scorer(self) -> SlideScorer | None:
         """The slide scorer fit for this model (``scorer.json``), None when there is none.
