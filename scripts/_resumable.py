@@ -11,6 +11,7 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -46,8 +47,20 @@ def dispatch(args: argparse.Namespace, commands: dict[str, Callable[[argparse.Na
 def commit(paths: Sequence[Path], message: str) -> None:
     """git-commit exactly these paths (others' uncommitted changes stay out of the commit)."""
     names = [str(p) for p in paths if p.exists()]
-    subprocess.run(["git", "add", *names], cwd=ROOT, check=True)
-    subprocess.run(["git", "commit", "-q", "-m", message, "--", *names], cwd=ROOT, check=False)
+    # Two runners (or a person committing) can hold the index lock at the same moment: wait and retry
+    # rather than lose a finished run's commit.
+    for attempt in range(30):
+        added = subprocess.run(["git", "add", *names], cwd=ROOT, capture_output=True, text=True)
+        if added.returncode == 0:
+            done = subprocess.run(
+                ["git", "commit", "-q", "-m", message, "--", *names], cwd=ROOT, capture_output=True, text=True
+            )
+            if done.returncode == 0 or "index.lock" not in done.stderr:
+                return
+        elif "index.lock" not in added.stderr:
+            raise subprocess.CalledProcessError(added.returncode, added.args, added.stdout, added.stderr)
+        time.sleep(1.0 + attempt)
+    print(f"could not commit {names}: the git index stayed locked", file=sys.stderr)
 
 
 def run_missing(
